@@ -37,6 +37,13 @@ AGENT_CONFIG_ANNOTATION = "waylay.dev/agent-config"
 INJECT_ANNOTATION = "waylay.dev/inject"
 """Opt-out: ``disabled`` on a pod (template) means never inject."""
 
+AGENT_CONTAINER = "waylay-agent"
+"""Name of the container the injector adds to a pod."""
+
+TARGET_PORT_UNDO_ANNOTATION = "waylay.dev/target-port-undo"
+"""On a Service whose numeric ``targetPort`` the manager repointed at the agent:
+JSON ``{"<port>/<protocol>": <original targetPort>}``, read by ``uninstall``."""
+
 AUTO_HEADER = "x-waylay-intercept-id"
 """The header an ``auto`` personal intercept matches: ``<session>:<name>``."""
 

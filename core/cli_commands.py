@@ -1,0 +1,227 @@
+"""The bodies of the ``waylay`` verbs that need no session with the manager.
+
+Each takes the parsed ``argparse.Namespace`` and returns an exit code; errors
+are raised as ``core.errors`` and printed by ``core.cli.main``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import anyio
+from pydantic import SecretStr
+
+from core import config, credentials
+from core.cli_output import emit, table
+from core.discovery import Discovery
+from core.errors import ContextUnreachable, InvalidSpec, WaylayError
+from core.models import NamespaceInfo, WorkloadInfo
+
+__all__ = [
+    "contexts",
+    "demo",
+    "list_",
+    "login",
+    "logout",
+    "namespaces",
+    "sandbox",
+    "spec",
+    "status",
+]
+
+
+def _discover_workloads(args: argparse.Namespace) -> list[WorkloadInfo]:
+    async def body() -> list[WorkloadInfo]:
+        async with await Discovery.connect(args.context, args.kubeconfig) as disc:
+            namespace = None if args.all_namespaces else (args.namespace or disc.context.namespace)
+            return await disc.workloads(namespace)
+
+    return anyio.run(body)
+
+
+def _agent_label(w: WorkloadInfo) -> str:
+    return {"none": "-", "injecting": "injecting", "ready": "ready", "partial": "partial"}[
+        w.agent_state
+    ]
+
+
+def list_(args: argparse.Namespace) -> int:
+    workloads = _discover_workloads(args)
+    rows = [
+        [
+            w.namespace,
+            w.name,
+            w.kind,
+            f"{w.ready}/{w.replicas}",
+            ",".join(s.name for s in w.services) or "-",
+            _agent_label(w),
+            ",".join(
+                f"{i.spec.name}({i.spec.service_port_name or i.spec.service_port})"
+                for i in w.intercepts
+            )
+            or "-",
+        ]
+        for w in workloads
+    ]
+    human = (
+        table(["NAMESPACE", "NAME", "KIND", "READY", "SERVICES", "AGENT", "INTERCEPTED"], rows)
+        if rows
+        else "No workloads found.\n"
+    )
+    emit(workloads, args.output, human)
+    return 0
+
+
+def namespaces(args: argparse.Namespace) -> int:
+    async def body() -> list[NamespaceInfo]:
+        async with await Discovery.connect(args.context, args.kubeconfig) as disc:
+            return await disc.namespaces()
+
+    found = anyio.run(body)
+    emit(
+        found,
+        args.output,
+        table(["NAME", "WORKLOADS"], [[n.name, n.workload_count] for n in found]),
+    )
+    return 0
+
+
+def contexts(args: argparse.Namespace) -> int:
+    if args.name:
+        info = config.switch_context(args.name, args.kubeconfig)
+        emit(info, args.output, f"Switched to context {info.name!r} (namespace {info.namespace}).")
+        return 0
+    current = ""
+    try:
+        current = config.current_context(args.kubeconfig).name
+    except WaylayError:
+        pass
+    found = config.list_contexts(args.kubeconfig)
+    rows = [
+        ["*" if c.name == current else "", c.name, c.cluster, c.user, c.namespace, c.server]
+        for c in found
+    ]
+    emit(
+        {"current": current, "contexts": found},
+        args.output,
+        table(["CURRENT", "NAME", "CLUSTER", "USER", "NAMESPACE", "SERVER"], rows),
+    )
+    return 0
+
+
+def status(args: argparse.Namespace) -> int:
+    from core.kube import Kube
+
+    info = config.get_context(args.context, args.kubeconfig)
+    data: dict[str, object] = {"context": info, "reachable": False, "version": None}
+    kube = Kube.from_kubeconfig(args.kubeconfig, info.name)
+    try:
+        version = kube.version()
+        data.update(reachable=True, version=version.get("gitVersion", ""))
+    except ContextUnreachable as exc:
+        data["error"] = exc.to_dict()
+    finally:
+        kube.close()
+    cluster = (
+        f"reachable ({data['version'] or 'unknown version'})"
+        if data["reachable"]
+        else "UNREACHABLE"
+    )
+    human = (
+        f"Context:   {info.name} (user {info.user}, namespace {info.namespace})\n"
+        f"Cluster:   {info.server} — {cluster}\n"
+    )
+    emit(data, args.output, human)
+    return 0 if data["reachable"] else 1
+
+
+# --------------------------------------------------------------------- sandbox
+
+
+def _sandbox_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "sandbox", *args]
+
+
+def sandbox(args: argparse.Namespace) -> int:
+    """Run the sandbox's own program; the product never imports it."""
+    rest = [a for a in args.args if a != "--"]
+    return subprocess.call(_sandbox_argv(*(rest or ["status"])))
+
+
+def demo(args: argparse.Namespace) -> int:
+    env = dict(os.environ)
+    if not args.current_context:
+        state = Path(args.dir).resolve()
+        started = subprocess.run(
+            _sandbox_argv("start", "--demo", "--dir", str(state)), check=False, timeout=300
+        )
+        if started.returncode != 0:
+            raise ContextUnreachable(
+                "sandbox", str(state), "`python -m sandbox start --demo` failed; see its output"
+            )
+        kubeconfig = state / "kubeconfig"
+        deadline = time.monotonic() + 60
+        while not kubeconfig.is_file():
+            if time.monotonic() > deadline:
+                raise ContextUnreachable("sandbox", str(state), f"{kubeconfig} never appeared")
+            time.sleep(0.2)
+        env["KUBECONFIG"] = str(kubeconfig)
+    argv = [sys.executable, "-m", "tui"]
+    if args.context:
+        argv += ["--context", args.context]
+    return subprocess.call(argv, env=env)
+
+
+# ------------------------------------------------------------------------ spec
+
+
+def spec(args: argparse.Namespace) -> int:
+    from core import spec as spec_module
+
+    if args.action == "schema":
+        sys.stdout.write(json.dumps(spec_module.schema(), indent=2) + "\n")
+        return 0
+    if not args.file:
+        raise InvalidSpec("(no file)", None, "`waylay spec check FILE` needs a file")
+    loaded = spec_module.load_spec(args.file)
+    count = sum(len(w.intercepts) for w in loaded.workloads)
+    emit(loaded, args.output, f"{args.file}: valid ({count} intercepts).")
+    return 0
+
+
+# ----------------------------------------------------------------- credentials
+
+
+def _context_name(args: argparse.Namespace) -> str:
+    return config.get_context(args.context, args.kubeconfig).name
+
+
+def login(args: argparse.Namespace) -> int:
+    context = _context_name(args)
+    raw = args.api_key or getpass.getpass(f"API key for context {context!r}: ")
+    key = SecretStr(raw.strip())
+    if not key.get_secret_value():
+        raise InvalidSpec("(api key)", None, "the API key is empty")
+    credentials.store_api_key(context, key)
+    emit({"context": context, "stored": True}, args.output, f"Stored the API key for {context!r}.")
+    return 0
+
+
+def logout(args: argparse.Namespace) -> int:
+    context = _context_name(args)
+    removed = credentials.delete_api_key(context)
+    emit(
+        {"context": context, "removed": removed},
+        args.output,
+        f"Forgot the API key for {context!r}."
+        if removed
+        else f"No API key stored for {context!r}.",
+    )
+    return 0

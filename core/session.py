@@ -1,0 +1,402 @@
+"""A session with one context's traffic manager, and the intercepts it holds.
+
+The session keeps the desired state (our intercept specs) on the
+workstation. It connects to the manager's client API (through a local
+port-forward in production), creates intercepts (prepare -> create), and
+keeps a tunnel to every agent pod of the intercepted workloads
+(``core.tunnels``). When the connection breaks it reconnects with back-off
+and resumes: the ``ClientHello`` carries the session id and every intercept,
+so a restarted manager rebuilds its registry from us. ``leave`` removes an
+intercept at once.
+
+Intercept ids are ``<session id>:<name>``; the tunnel resolver sends the
+traffic of each to its ``local_address:local_port``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import socket
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+import anyio
+import anyio.abc
+from anyio.streams.memory import MemoryObjectSendStream
+from pydantic import SecretStr
+
+from core.errors import AgentNotArriving, ManagerError, ManagerMissing, WaylayError
+from core.forward import LocalForward, open_portforward
+from core.kube import Kube
+from core.manager_client import ManagerClient
+from core.protocol import (
+    ClientHello,
+    ClientWelcome,
+    Event,
+    InterceptInfo,
+    InterceptSpec,
+    TrafficEvent,
+)
+from core.tunnel import LocalTarget
+from core.tunnels import AgentRef, StreamOpener, TunnelSet
+
+__all__ = [
+    "MANAGER_CLIENT_PORT",
+    "MANAGER_DEPLOYMENT",
+    "MANAGER_NAMESPACE",
+    "Connector",
+    "Session",
+    "kube_connector",
+    "kube_opener",
+]
+
+MANAGER_NAMESPACE = "waylay"
+MANAGER_DEPLOYMENT = "waylay-manager"
+MANAGER_CLIENT_PORT = 8082
+PREPARE_TIMEOUT = 180.0
+TUNNEL_TIMEOUT = 30.0
+
+Connector = Callable[[], AbstractAsyncContextManager[str]]
+"""Opens a way to the manager's client API; yields its WebSocket URL."""
+Progress = Callable[[str], None]
+
+
+def client_name() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "someone"
+    return f"{user}@{socket.gethostname()}"
+
+
+# ----------------------------------------------------------- production seams
+
+
+async def find_manager_pod(kube: Kube, namespace: str = MANAGER_NAMESPACE) -> tuple[str, str]:
+    """A running, ready manager pod; ManagerMissing says why there is none."""
+
+    def locate() -> tuple[str, str]:
+        deploy = kube.get("apps/v1", "Deployment", MANAGER_DEPLOYMENT, namespace)
+        if deploy is None:
+            raise ManagerMissing(namespace, f"no Deployment {MANAGER_DEPLOYMENT!r}")
+        labels = ((deploy.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+        selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+        pods, _ = kube.list("v1", "Pod", namespace, label_selector=selector)
+        for pod in pods:
+            status = pod.get("status") or {}
+            ready = any(
+                c.get("type") == "Ready" and c.get("status") == "True"
+                for c in status.get("conditions") or []
+            )
+            if (
+                status.get("phase") == "Running"
+                and ready
+                and not pod["metadata"].get("deletionTimestamp")
+            ):
+                return pod["metadata"]["name"], namespace
+        raise ManagerMissing(namespace, f"{MANAGER_DEPLOYMENT} has no ready pod yet")
+
+    return await anyio.to_thread.run_sync(locate, abandon_on_cancel=True)
+
+
+def kube_connector(kube: Kube, namespace: str = MANAGER_NAMESPACE) -> Connector:
+    """Reach the manager's client API through a local port-forward to its pod."""
+
+    @contextlib.asynccontextmanager
+    async def connect() -> AsyncIterator[str]:
+        await find_manager_pod(kube, namespace)  # fail early with a clear reason
+        forward = LocalForward(kube, lambda: find_manager_pod(kube, namespace), MANAGER_CLIENT_PORT)
+        async with anyio.create_task_group() as tg:
+            port = await tg.start(forward.run)
+            try:
+                yield f"http://127.0.0.1:{port}/v1/client"
+            finally:
+                tg.cancel_scope.cancel()
+
+    return connect
+
+
+def kube_opener(kube: Kube) -> StreamOpener:
+    async def opener(pod: str, namespace: str, port: int) -> anyio.abc.ByteStream:
+        return await open_portforward(kube, pod, namespace, port)
+
+    return opener
+
+
+# -------------------------------------------------------------------- session
+
+
+def _parse_info(data: dict[str, Any]) -> InterceptInfo:
+    """An InterceptInfo from a manager answer (which may add fields such as age)."""
+    return InterceptInfo.model_validate(
+        {k: v for k, v in data.items() if k in InterceptInfo.model_fields}
+    )
+
+
+class Session:
+    """Use ``await tg.start(session.run)``; it returns once the manager welcomed us."""
+
+    def __init__(
+        self,
+        *,
+        context: str,
+        connector: Connector,
+        opener: StreamOpener,
+        api_key: SecretStr | None = None,
+        name: str | None = None,
+        max_backoff: float = 5.0,
+    ) -> None:
+        self.context = context
+        self.connector = connector
+        self.opener = opener
+        self.api_key = api_key
+        self.name = name or client_name()
+        self.max_backoff = max_backoff
+        self.desired: dict[str, InterceptSpec] = {}
+        self.infos: dict[str, InterceptInfo] = {}
+        """Our intercepts as the manager last described them, by name."""
+        self.welcome: ClientWelcome | None = None
+        self.session_id: str | None = None
+        self.connected = anyio.Event()
+        self.last_error: WaylayError | None = None
+        self._client: ManagerClient | None = None
+        self._tunnels: TunnelSet | None = None
+        self._traffic: list[MemoryObjectSendStream[TrafficEvent]] = []
+        self._changes: list[MemoryObjectSendStream[Event]] = []
+        self._stopping = False
+
+    # ---------------------------------------------------------------- running
+
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[Session] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        started = False
+        backoff = 0.3
+        async with anyio.create_task_group() as tg:
+            while not self._stopping:
+                try:
+                    async with (
+                        self.connector() as url,
+                        ManagerClient.open(url, self._hello(), context=self.context) as client,
+                    ):
+                        await self._on_connected(tg, client)
+                        if not started:
+                            started = True
+                            task_status.started(self)
+                        backoff = 0.3
+                        async with anyio.create_task_group() as inner:
+                            inner.start_soon(self._follow_events, client)
+                            await client.closed.wait()
+                            inner.cancel_scope.cancel()
+                except WaylayError as exc:
+                    if not started:
+                        raise
+                    self.last_error = exc
+                finally:
+                    self._client = None
+                    self.connected = anyio.Event()
+                if self._stopping:
+                    break
+                await anyio.sleep(backoff)
+                backoff = min(backoff * 2, self.max_backoff)
+            if self._tunnels is not None:
+                self._tunnels.close()
+            tg.cancel_scope.cancel()
+
+    def _hello(self) -> ClientHello:
+        return ClientHello(
+            client=self.name,
+            api_key=self.api_key.get_secret_value() if self.api_key else None,
+            session_id=self.session_id,
+            intercepts=list(self.desired.values()),
+        )
+
+    async def _on_connected(self, tg: anyio.abc.TaskGroup, client: ManagerClient) -> None:
+        self._client = client
+        self.welcome = client.welcome
+        if self._tunnels is None or self.session_id != client.session_id:
+            if self._tunnels is not None:
+                self._tunnels.close()
+            self._tunnels = TunnelSet(
+                tg,
+                self.opener,
+                session_id=client.session_id,
+                resolve=self._resolve,
+                on_traffic=self._publish_traffic,
+            )
+        self.session_id = client.session_id
+        self.last_error = None
+        self.connected.set()
+        await self._refresh()
+
+    async def _follow_events(self, client: ManagerClient) -> None:
+        async for event in client.events():
+            if event.kind == "intercept":
+                self._on_intercept_event(event.data)
+            if event.kind in ("agent", "intercept"):
+                with contextlib.suppress(ManagerError):
+                    await self._refresh_agents()
+            for send in list(self._changes):
+                with contextlib.suppress(anyio.WouldBlock, anyio.BrokenResourceError):
+                    send.send_nowait(event)
+
+    def _on_intercept_event(self, data: dict[str, Any]) -> None:
+        iid = str(data.get("id", ""))
+        sid, _, name = iid.partition(":")
+        if sid != self.session_id or name not in self.desired:
+            return
+        if data.get("state") in ("removed", "failed"):
+            # revoked by an admin, or refused on resume: it is no longer ours
+            self.desired.pop(name, None)
+            self.infos.pop(name, None)
+            return
+        with contextlib.suppress(ValueError):
+            self.infos[name] = _parse_info(data)
+
+    async def _refresh(self) -> None:
+        if self.desired:
+            mine = [i for i in await self.all_intercepts() if i.session_id == self.session_id]
+            self.infos = {i.spec.name: i for i in mine if i.spec.name in self.desired}
+        await self._refresh_agents()
+
+    async def _refresh_agents(self) -> None:
+        client = self._client
+        if client is None or self._tunnels is None:
+            return
+        workloads = {(s.namespace, s.workload_kind, s.workload) for s in self.desired.values()}
+        agents: set[AgentRef] = set()
+        for ns, kind, workload in workloads:
+            agents |= await self._agents_of(client, ns, kind, workload)
+        self._tunnels.update(agents)
+
+    @staticmethod
+    async def _agents_of(
+        client: ManagerClient, namespace: str, kind: str, workload: str
+    ) -> set[AgentRef]:
+        found = await client.request(
+            "agents", {"namespace": namespace, "workload": workload, "workload_kind": kind}
+        )
+        return {
+            AgentRef(str(a["pod"]), str(a["namespace"]), int(a["tunnel_port"]))
+            for a in found
+            if a.get("state", "registered") == "registered"
+        }
+
+    def _require_client(self) -> ManagerClient:
+        if self._client is None:
+            raise ManagerMissing(
+                MANAGER_NAMESPACE,
+                f"not connected{f': {self.last_error.title}' if self.last_error else ''}",
+            )
+        return self._client
+
+    def _resolve(self, intercept_id: str) -> LocalTarget | None:
+        sid, _, name = intercept_id.partition(":")
+        spec = self.desired.get(name)
+        if sid != self.session_id or spec is None:
+            return None
+        return LocalTarget(spec.local_address, spec.local_port)
+
+    def _publish_traffic(self, event: TrafficEvent) -> None:
+        for send in list(self._traffic):
+            with contextlib.suppress(anyio.WouldBlock, anyio.BrokenResourceError):
+                send.send_nowait(event)
+
+    # ------------------------------------------------------------- operations
+
+    async def intercept(
+        self,
+        spec: InterceptSpec,
+        progress: Progress | None = None,
+        *,
+        tunnel_timeout: float = TUNNEL_TIMEOUT,
+    ) -> InterceptInfo:
+        """Prepare (agents arrive), create, and wait until every agent's tunnel is up."""
+        client = self._require_client()
+        say = progress or (lambda _msg: None)
+        params = {"spec": spec.model_dump(mode="json")}
+        say(f"preparing {spec.workload_kind} {spec.namespace}/{spec.workload}")
+        await client.request(
+            "prepare",
+            params,
+            timeout=PREPARE_TIMEOUT,
+            progress=lambda data: say(str(data.get("message") or data.get("step") or data)),
+        )
+        info = _parse_info(await client.request("create", params))
+        self.desired[spec.name] = spec
+        self.infos[spec.name] = info
+        await self._refresh_agents()
+        assert self._tunnels is not None
+        agents = await self._agents_of(client, spec.namespace, spec.workload_kind, spec.workload)
+        if not agents:
+            raise AgentNotArriving(spec.workload, "the manager lists no agent for this workload")
+        say(f"opening tunnels to {len(agents)} agent pod(s)")
+        if not await self._tunnels.wait_connected(agents, tunnel_timeout):
+            errors = "; ".join(f"{a.pod}: {e}" for a, e in self._tunnels.errors.items())
+            raise AgentNotArriving(spec.workload, f"tunnels did not open: {errors or 'timeout'}")
+        return info
+
+    async def leave(self, name: str) -> InterceptInfo:
+        client = self._require_client()
+        info = _parse_info(await client.request("remove", {"name": name}))
+        self.desired.pop(name, None)
+        self.infos.pop(name, None)
+        await self._refresh_agents()
+        return info
+
+    async def leave_all(self) -> None:
+        for name in list(self.desired):
+            with contextlib.suppress(WaylayError):
+                await self.leave(name)
+
+    async def all_intercepts(self) -> list[InterceptInfo]:
+        """Everyone's intercepts (the manager's registry)."""
+        items = await self._require_client().request("list")
+        return [_parse_info(i) for i in items]
+
+    async def agents(self, spec: InterceptSpec) -> list[dict[str, Any]]:
+        client = self._require_client()
+        found: list[dict[str, Any]] = await client.request(
+            "agents",
+            {
+                "namespace": spec.namespace,
+                "workload": spec.workload,
+                "workload_kind": spec.workload_kind,
+            },
+        )
+        return found
+
+    async def request(self, op: str, params: dict[str, Any] | None = None) -> Any:
+        return await self._require_client().request(op, params)
+
+    def stop(self) -> None:
+        """End ``run`` (intercepts are left to expire unless ``leave_all`` ran first)."""
+        self._stopping = True
+        if self._client is not None:
+            self._client._finish("session stopped")
+
+    # ----------------------------------------------------------------- feeds
+
+    async def traffic(self) -> AsyncIterator[TrafficEvent]:
+        send, receive = anyio.create_memory_object_stream[TrafficEvent](1024)
+        self._traffic.append(send)
+        try:
+            async with receive:
+                async for event in receive:
+                    yield event
+        finally:
+            with contextlib.suppress(ValueError):
+                self._traffic.remove(send)
+
+    async def events(self) -> AsyncIterator[Event]:
+        send, receive = anyio.create_memory_object_stream[Event](512)
+        self._changes.append(send)
+        try:
+            async with receive:
+                async for event in receive:
+                    yield event
+        finally:
+            with contextlib.suppress(ValueError):
+                self._changes.remove(send)

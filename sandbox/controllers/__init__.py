@@ -1,0 +1,36 @@
+"""The sandbox's controllers: what turns Deployments into pods and Services into endpoints.
+
+Each controller is an ``async def run(cluster)`` that runs until cancelled,
+driven by ``Cluster.subscribe`` events through a keyed work queue
+(``_base``/``_workqueue``). The server starts every entry of ``CONTROLLERS``
+as a task next to the garbage collector and the kubelet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from . import deployment, endpoints, replicaset, serviceaccount, statefulset
+from ._base import ClusterLike
+
+__all__ = ["CONTROLLERS", "run_all"]
+
+CONTROLLERS: list[Callable[[ClusterLike], Awaitable[None]]] = [
+    deployment.run,
+    replicaset.run,
+    statefulset.run,
+    endpoints.run,
+    serviceaccount.run,
+]
+
+
+async def run_all(cluster: ClusterLike) -> None:
+    """Run every controller until cancelled."""
+
+    async def one(controller: Callable[[ClusterLike], Awaitable[None]]) -> None:
+        await controller(cluster)
+
+    async with asyncio.TaskGroup() as tg:
+        for controller in CONTROLLERS:
+            tg.create_task(one(controller))

@@ -1,0 +1,491 @@
+"""The Deployment controller: roll a pod template out through ReplicaSets.
+
+For each Deployment it claims ReplicaSets (adopting matching orphans), finds
+the one whose template equals the Deployment's (ignoring
+``pod-template-hash``) or creates ``<deployment>-<hash>``, keeps the
+``deployment.kubernetes.io/revision`` annotations on both in step, then moves
+replicas from old to new:
+
+- RollingUpdate: grow the new ReplicaSet while the total stays within
+  ``replicas + maxSurge``, shrink old ones while ``replicas - maxUnavailable``
+  stay available (both may be percentages);
+- Recreate: scale every old ReplicaSet to zero, wait until their pods are
+  gone, then scale the new one up.
+
+Then it writes the status (counts, Available and Progressing conditions, see
+``_deployment_status``) and prunes old ReplicaSets beyond
+``revisionHistoryLimit``. A changed template (an image, or the
+``kubectl.kubernetes.io/restartedAt`` annotation ``kubectl rollout restart``
+sets) is a new rollout.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from sandbox.errors import ApiError
+
+from ._base import ClusterLike, Controller, Key, RetryLater
+from ._deployment_status import (
+    deployment_complete,
+    new_condition,
+    set_condition,
+    sync_rollout_status,
+)
+from ._hash import compute_hash
+from ._meta import (
+    Obj,
+    clone,
+    controller_ref,
+    is_owned_by,
+    labels_of,
+    matches_selector,
+    now_rfc3339,
+    parse_time,
+)
+from ._owned import claim
+from ._rollout import RS, new_rs_replicas, old_scale_down_plan, resolve_fenceposts
+
+__all__ = ["DeploymentController", "equal_ignore_hash", "run"]
+
+RESOURCE = "deployments.apps"
+REPLICASETS = "replicasets.apps"
+HASH_LABEL = "pod-template-hash"
+REVISION = "deployment.kubernetes.io/revision"
+REVISION_HISTORY = "deployment.kubernetes.io/revision-history"
+DESIRED = "deployment.kubernetes.io/desired-replicas"
+MAX_REPLICAS = "deployment.kubernetes.io/max-replicas"
+_NOT_COPIED = {
+    "kubectl.kubernetes.io/last-applied-configuration",
+    REVISION,
+    REVISION_HISTORY,
+    DESIRED,
+    MAX_REPLICAS,
+    "deprecated.deployment.rollback.to",
+}
+log = logging.getLogger("sandbox.controllers.deployment")
+
+
+def _without_hash(template: Mapping[str, Any]) -> Obj:
+    t = clone(template)
+    labels = (t.get("metadata") or {}).get("labels")
+    if labels:
+        labels.pop(HASH_LABEL, None)
+    return t
+
+
+def equal_ignore_hash(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """``EqualIgnoreHash``: two pod templates equal but for ``pod-template-hash``."""
+    return _without_hash(a) == _without_hash(b)
+
+
+def _revision(obj: Mapping[str, Any]) -> int:
+    value = ((obj.get("metadata") or {}).get("annotations") or {}).get(REVISION, "")
+    try:
+        return int(value)
+    except ValueError:
+        return 0
+
+
+def _replicas(obj: Mapping[str, Any]) -> int:
+    return int((obj.get("spec") or {}).get("replicas", 1))
+
+
+def _created(obj: Mapping[str, Any]) -> tuple[float, str]:
+    when = parse_time((obj.get("metadata") or {}).get("creationTimestamp"))
+    return (when.timestamp() if when else 0.0, obj["metadata"]["name"])
+
+
+def _rolling(d: Mapping[str, Any]) -> tuple[int | str | None, int | str | None]:
+    rolling = ((d.get("spec") or {}).get("strategy") or {}).get("rollingUpdate") or {}
+    return rolling.get("maxSurge"), rolling.get("maxUnavailable")
+
+
+def _max_surge(d: Mapping[str, Any]) -> int:
+    strategy = ((d.get("spec") or {}).get("strategy") or {}).get("type", "RollingUpdate")
+    if strategy != "RollingUpdate":
+        return 0
+    surge, _ = resolve_fenceposts(*_rolling(d), _replicas(d))
+    return surge
+
+
+def _set_replicas_annotations(rs: Obj, desired: int, max_replicas: int) -> bool:
+    annotations = rs["metadata"].setdefault("annotations", {})
+    changed = False
+    for k, v in ((DESIRED, str(desired)), (MAX_REPLICAS, str(max_replicas))):
+        if annotations.get(k) != v:
+            annotations[k] = v
+            changed = True
+    return changed
+
+
+def _set_new_rs_annotations(d: Mapping[str, Any], rs: Obj, revision: int, *, exists: bool) -> bool:
+    """``SetNewReplicaSetAnnotations``: copy the Deployment's annotations, bump the revision."""
+    annotations = rs["metadata"].setdefault("annotations", {})
+    changed = False
+    for k, v in ((d.get("metadata") or {}).get("annotations") or {}).items():
+        if k not in _NOT_COPIED and annotations.get(k) != v:
+            annotations[k] = v
+            changed = True
+    old = annotations.get(REVISION, "")
+    if (int(old) if old.isdigit() else 0) < revision:
+        annotations[REVISION] = str(revision)
+        if old:
+            history = [h for h in annotations.get(REVISION_HISTORY, "").split(",") if h]
+            annotations[REVISION_HISTORY] = ",".join([*history, old])
+        changed = True
+    if not exists and _set_replicas_annotations(rs, _replicas(d), _replicas(d) + _max_surge(d)):
+        changed = True
+    return changed
+
+
+class DeploymentController(Controller):
+    name = "deployment"
+    primary = RESOURCE
+
+    def keys_for(self, event: str, resource: str, obj: Obj) -> Iterable[Key]:
+        meta = obj.get("metadata") or {}
+        ns = meta.get("namespace") or ""
+        if resource == RESOURCE:
+            return [(ns, meta.get("name") or "")]
+        if resource == REPLICASETS:
+            ref = controller_ref(obj)
+            if ref is not None:
+                return [(ns, ref["name"])] if ref.get("kind") == "Deployment" else []
+            if event == "DELETED":
+                return []
+            labels = labels_of(obj)
+            return [
+                (ns, d["metadata"]["name"])
+                for d in self.store.list(RESOURCE, ns)
+                if matches_selector((d.get("spec") or {}).get("selector"), labels)
+            ]
+        if resource == "pods" and event == "DELETED":
+            # Recreate waits for old pods to be gone.
+            ref = controller_ref(obj)
+            if ref is None or ref.get("kind") != "ReplicaSet":
+                return []
+            rs = self.store.get(REPLICASETS, ns, ref["name"])
+            owner = controller_ref(rs) if rs else None
+            if owner is not None and owner.get("kind") == "Deployment":
+                return [(ns, owner["name"])]
+        return []
+
+    async def reconcile(self, key: Key) -> float | None:
+        ns, name = key
+        current = self.store.get(RESOURCE, ns, name)
+        if current is None:
+            return None
+        d = clone(current)
+        stored_status = clone(d.get("status") or {})
+        selector = (d.get("spec") or {}).get("selector")
+        rs_list = await claim(
+            self.cluster,
+            REPLICASETS,
+            d,
+            [clone(rs) for rs in self.store.list(REPLICASETS, ns)],
+            lambda rs: matches_selector(selector, labels_of(rs)),
+        )
+        sync = _Sync(self.cluster, d, rs_list, stored_status)
+        if d["metadata"].get("deletionTimestamp") or d["spec"].get("paused"):
+            return await sync.status_only()
+        strategy = (d["spec"].get("strategy") or {}).get("type", "RollingUpdate")
+        if strategy == "Recreate":
+            return await sync.recreate(self._old_pods_running)
+        return await sync.rolling_update()
+
+    def _old_pods_running(self, old_rs: list[Obj]) -> bool:
+        """``oldPodsRunning``: any pod of an old ReplicaSet not yet finished or gone."""
+        if any(int((rs.get("status") or {}).get("replicas") or 0) > 0 for rs in old_rs):
+            return True
+        if not old_rs:
+            return False
+        uids = {rs["metadata"]["uid"] for rs in old_rs}
+        for pod in self.store.list("pods", old_rs[0]["metadata"]["namespace"]):
+            ref = controller_ref(pod)
+            phase = (pod.get("status") or {}).get("phase")
+            if ref and ref.get("uid") in uids and phase not in ("Failed", "Succeeded"):
+                return True
+        return False
+
+
+class _Sync:
+    """One sync of one Deployment: the objects it read and wrote along the way."""
+
+    def __init__(
+        self, cluster: ClusterLike, d: Obj, rs_list: list[Obj], stored_status: Obj
+    ) -> None:
+        self.cluster = cluster
+        self.d = d
+        self.rs_list = rs_list
+        self.stored_status = stored_status
+        self.new_rs: Obj | None = None
+
+    @property
+    def old_rs(self) -> list[Obj]:
+        new_uid = self.new_rs["metadata"]["uid"] if self.new_rs else None
+        olds = [rs for rs in self.rs_list if rs["metadata"]["uid"] != new_uid]
+        return sorted(olds, key=_created)
+
+    @property
+    def all_rs(self) -> list[Obj]:
+        return [*self.old_rs, *([self.new_rs] if self.new_rs else [])]
+
+    # -- the strategies ---------------------------------------------------------------
+
+    async def rolling_update(self) -> float | None:
+        new_rs = await self._new_replicaset(create=True)
+        assert new_rs is not None
+        desired = _replicas(self.d)
+        if _replicas(new_rs) != desired:
+            if _replicas(new_rs) > desired:
+                target = desired
+            else:
+                target = new_rs_replicas(
+                    desired=desired,
+                    max_surge=_rolling(self.d)[0],
+                    max_unavailable=_rolling(self.d)[1],
+                    all_rs=[self._rs(rs) for rs in self.all_rs],
+                    new_rs=self._rs(new_rs),
+                )
+            if target != _replicas(new_rs):
+                await self._scale(new_rs, target)
+                return await self._write_status()
+        plan = old_scale_down_plan(
+            desired=desired,
+            max_surge=_rolling(self.d)[0],
+            max_unavailable=_rolling(self.d)[1],
+            new_rs=self._rs(new_rs),
+            old_rs=[self._rs(rs) for rs in self.old_rs],
+        )
+        if plan:
+            for rs in self.old_rs:
+                if rs["metadata"]["name"] in plan:
+                    await self._scale(rs, plan[rs["metadata"]["name"]])
+            return await self._write_status()
+        return await self._write_status(cleanup=True)
+
+    async def recreate(self, old_pods_running: Callable[[list[Obj]], bool]) -> float | None:
+        await self._new_replicaset(create=False)
+        scaled = False
+        for rs in self.old_rs:
+            if _replicas(rs) > 0:
+                await self._scale(rs, 0)
+                scaled = True
+        if scaled or old_pods_running(self.old_rs):
+            return await self._write_status()
+        new_rs = self.new_rs or await self._new_replicaset(create=True)
+        assert new_rs is not None
+        if _replicas(new_rs) != _replicas(self.d):
+            await self._scale(new_rs, _replicas(self.d))
+        return await self._write_status(cleanup=True)
+
+    async def status_only(self) -> float | None:
+        self.new_rs = self._find_new()
+        return await self._write_status()
+
+    # -- ReplicaSets --------------------------------------------------------------------
+
+    @staticmethod
+    def _rs(rs: Mapping[str, Any]) -> RS:
+        available = int((rs.get("status") or {}).get("availableReplicas") or 0)
+        return RS(rs["metadata"]["name"], _replicas(rs), available)
+
+    def _find_new(self) -> Obj | None:
+        template = self.d["spec"].get("template") or {}
+        olds = sorted(self.rs_list, key=_created)
+        for rs in olds:
+            if equal_ignore_hash((rs.get("spec") or {}).get("template") or {}, template):
+                return rs
+        # Defaulting or admission may make an owned ReplicaSet's template differ from the
+        # Deployment's; the name still says which template it was made from.
+        wanted = self._rs_name()
+        return next((rs for rs in olds if rs["metadata"]["name"] == wanted), None)
+
+    def _hash(self) -> str:
+        count = (self.d.get("status") or {}).get("collisionCount")
+        return compute_hash(self.d["spec"].get("template") or {}, count)
+
+    def _rs_name(self) -> str:
+        return f"{self.d['metadata']['name']}-{self._hash()}"
+
+    async def _new_replicaset(self, *, create: bool) -> Obj | None:
+        """``getNewReplicaSet``: find (and sync the revision of) or create the new one."""
+        existing = self._find_new()
+        max_old = max((_revision(rs) for rs in self.rs_list if rs is not existing), default=0)
+        if existing is not None:
+            self.new_rs = existing
+            copy = clone(existing)
+            changed = _set_new_rs_annotations(self.d, copy, max_old + 1, exists=True)
+            min_ready = self.d["spec"].get("minReadySeconds", 0)
+            if copy["spec"].get("minReadySeconds", 0) != min_ready:
+                copy["spec"]["minReadySeconds"] = min_ready
+                changed = True
+            if changed:
+                self._replace(await self.cluster.update(REPLICASETS, copy))
+            await self._set_deployment_revision(_revision(self.new_rs or existing))
+            return self.new_rs
+        if not create:
+            return None
+        rs = self._build_replicaset()
+        self.new_rs = rs
+        rs["spec"]["replicas"] = self._initial_replicas(rs)
+        _set_new_rs_annotations(self.d, rs, max_old + 1, exists=False)
+        try:
+            created = await self.cluster.create(
+                REPLICASETS, rs, namespace=rs["metadata"]["namespace"]
+            )
+        except ApiError as exc:
+            self.new_rs = None
+            if exc.code != 409:
+                raise
+            await self._on_name_taken(rs)
+            raise RetryLater(f"replicaset {rs['metadata']['name']} already exists") from exc
+        self.rs_list.append(created)
+        self.new_rs = created
+        status = self.d.setdefault("status", {})
+        set_condition(
+            status,
+            new_condition(
+                "Progressing",
+                "True",
+                "NewReplicaSetCreated",
+                f'Created new replica set "{created["metadata"]["name"]}"',
+                now_rfc3339(),
+            ),
+        )
+        await self._set_deployment_revision(max_old + 1)
+        return created
+
+    def _initial_replicas(self, rs: Obj) -> int:
+        strategy = (self.d["spec"].get("strategy") or {}).get("type", "RollingUpdate")
+        if strategy != "RollingUpdate":
+            return _replicas(self.d)
+        surge, unavailable = _rolling(self.d)
+        return new_rs_replicas(
+            desired=_replicas(self.d),
+            max_surge=surge,
+            max_unavailable=unavailable,
+            all_rs=[self._rs(r) for r in self.rs_list] + [RS(rs["metadata"]["name"], 0)],
+            new_rs=RS(rs["metadata"]["name"], 0),
+        )
+
+    def _build_replicaset(self) -> Obj:
+        pod_hash = self._hash()
+        template = clone(self.d["spec"].get("template") or {})
+        template.setdefault("metadata", {}).setdefault("labels", {})[HASH_LABEL] = pod_hash
+        selector = clone(self.d["spec"].get("selector") or {})
+        selector.setdefault("matchLabels", {})[HASH_LABEL] = pod_hash
+        meta = self.d["metadata"]
+        return {
+            "apiVersion": "apps/v1",
+            "kind": "ReplicaSet",
+            "metadata": {
+                "name": f"{meta['name']}-{pod_hash}",
+                "namespace": meta["namespace"],
+                "labels": dict(template["metadata"]["labels"]),
+                "annotations": {},
+                "ownerReferences": [
+                    {
+                        "apiVersion": "apps/v1",
+                        "kind": "Deployment",
+                        "name": meta["name"],
+                        "uid": meta["uid"],
+                        "controller": True,
+                        "blockOwnerDeletion": True,
+                    }
+                ],
+            },
+            "spec": {
+                "replicas": 0,
+                "minReadySeconds": self.d["spec"].get("minReadySeconds", 0),
+                "selector": selector,
+                "template": template,
+            },
+        }
+
+    async def _on_name_taken(self, rs: Obj) -> None:
+        """A ReplicaSet by that name exists but is not ours: count a hash collision."""
+        meta = rs["metadata"]
+        taken = self.cluster.store.get(REPLICASETS, meta["namespace"], meta["name"])
+        if taken is not None and is_owned_by(taken, self.d):
+            return  # ours, only just created: the next sync finds it
+        status = self.d.setdefault("status", {})
+        status["collisionCount"] = int(status.get("collisionCount") or 0) + 1
+        fresh = clone(self.d)
+        fresh["status"] = {**self.stored_status, "collisionCount": status["collisionCount"]}
+        await self.cluster.update(RESOURCE, fresh, subresource="status")
+
+    async def _set_deployment_revision(self, revision: int) -> None:
+        annotations = self.d["metadata"].setdefault("annotations", {})
+        if annotations.get(REVISION) == str(revision):
+            return
+        annotations[REVISION] = str(revision)
+        body = clone(self.d)
+        body["status"] = clone(self.stored_status)
+        pending_status = self.d.get("status") or {}
+        self.d = await self.cluster.update(RESOURCE, body)
+        self.d["status"] = pending_status
+
+    def _replace(self, rs: Obj) -> None:
+        uid = rs["metadata"]["uid"]
+        self.rs_list = [rs if r["metadata"]["uid"] == uid else r for r in self.rs_list]
+        if self.new_rs is not None and self.new_rs["metadata"]["uid"] == uid:
+            self.new_rs = rs
+
+    async def _scale(self, rs: Obj, replicas: int) -> None:
+        """``scaleReplicaSet``: set replicas and the desired/max-replicas annotations."""
+        copy = clone(rs)
+        copy["spec"]["replicas"] = replicas
+        _set_replicas_annotations(copy, _replicas(self.d), _replicas(self.d) + _max_surge(self.d))
+        if copy == rs:
+            return
+        log.debug("scaling %s to %d", rs["metadata"]["name"], replicas)
+        self._replace(await self.cluster.update(REPLICASETS, copy))
+
+    # -- status and history ----------------------------------------------------------------
+
+    async def _write_status(self, *, cleanup: bool = False) -> float | None:
+        status, recheck = sync_rollout_status(
+            self.d,
+            self.all_rs,
+            self.new_rs,
+            now=datetime.now(UTC),
+            stored_status=self.stored_status,
+        )
+        if cleanup and deployment_complete(self.d, status):
+            await self._cleanup()
+        if status != self.stored_status:
+            fresh = clone(self.d)
+            fresh["status"] = status
+            self.d = await self.cluster.update(RESOURCE, fresh, subresource="status")
+        return recheck
+
+    async def _cleanup(self) -> None:
+        """``cleanupDeployment``: delete the oldest idle ReplicaSets beyond the history limit."""
+        limit = int(self.d["spec"].get("revisionHistoryLimit", 10))
+        cleanable = [rs for rs in self.old_rs if not rs["metadata"].get("deletionTimestamp")]
+        excess = len(cleanable) - limit
+        if excess <= 0:
+            return
+        for rs in sorted(cleanable, key=_revision)[:excess]:
+            status = rs.get("status") or {}
+            if _replicas(rs) != 0 or int(status.get("replicas") or 0) != 0:
+                continue
+            if int(status.get("observedGeneration") or 0) < rs["metadata"].get("generation", 1):
+                continue
+            try:
+                await self.cluster.delete(
+                    REPLICASETS, rs["metadata"]["namespace"], rs["metadata"]["name"]
+                )
+            except ApiError as exc:
+                if exc.code != 404:
+                    raise
+
+
+async def run(cluster: ClusterLike) -> None:
+    """Run the Deployment controller until cancelled."""
+    await DeploymentController(cluster).run()

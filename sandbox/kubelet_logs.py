@@ -1,0 +1,54 @@
+"""Reading a container's log file: the whole of it, its tail, or following it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from sandbox.kubelet_process import LogFile
+
+__all__ = ["read_log", "tail"]
+
+_CHUNK = 64 * 1024
+
+
+def tail(data: bytes, lines: int) -> bytes:
+    """The last ``lines`` lines of ``data`` (a final line without newline counts)."""
+    if lines <= 0:
+        return b""
+    parts = data.splitlines(keepends=True)
+    return b"".join(parts[-lines:])
+
+
+def _read_from(path: Path, offset: int) -> bytes:
+    """Local log files are small appends: reading them is a quick, bounded syscall."""
+    with path.open("rb") as handle:
+        handle.seek(offset)
+        return handle.read()
+
+
+async def read_log(
+    path: Path, *, live: LogFile | None, follow: bool, tail_lines: int | None
+) -> AsyncIterator[bytes]:
+    """Yield the log; with ``follow``, keep yielding until the run ends."""
+    try:
+        data = _read_from(path, 0)
+    except FileNotFoundError:
+        return
+    offset = len(data)
+    if tail_lines is not None:
+        data = tail(data, tail_lines)
+    if data:
+        yield data
+    if not follow or live is None or live.path != path:
+        return
+    while True:
+        # No await between the size check and wait(): an append cannot slip in.
+        more = _read_from(path, offset)
+        if more:
+            offset += len(more)
+            yield more
+            continue
+        if live.closed:
+            return
+        await live.wait()

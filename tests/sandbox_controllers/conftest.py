@@ -1,0 +1,52 @@
+"""Fixtures: an in-process sandbox ``Cluster`` with its controllers running.
+
+No kubelet runs: tests mark pods Ready themselves (``helpers.mark_ready``), and
+``PodReaper`` finishes graceful pod deletions the way the kubelet would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import anyio
+import pytest
+
+from sandbox import gc
+from sandbox.cluster import Cluster
+from sandbox.controllers import CONTROLLERS
+
+from .helpers import PodReaper
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+async def sandbox() -> AsyncIterator[tuple[Cluster, PodReaper]]:
+    c = Cluster()
+    try:
+        await c.create(
+            "namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}}
+        )
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(gc.run, c)
+            reaper = PodReaper(c)
+            tg.start_soon(reaper.run)
+            for controller in CONTROLLERS:
+                tg.start_soon(controller, c)
+            yield c, reaper
+            tg.cancel_scope.cancel()
+    finally:
+        c.close()
+
+
+@pytest.fixture
+def cluster(sandbox: tuple[Cluster, PodReaper]) -> Cluster:
+    return sandbox[0]
+
+
+@pytest.fixture
+def reaper(sandbox: tuple[Cluster, PodReaper]) -> PodReaper:
+    return sandbox[1]

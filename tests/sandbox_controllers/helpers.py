@@ -1,0 +1,164 @@
+"""Helpers for the controller tests: wait for a condition, play the kubelet's part."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+
+from sandbox.cluster import Cluster
+
+Obj = dict[str, Any]
+
+
+def now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def until(
+    cluster: Cluster, check: Callable[[], Any], *, timeout: float = 10.0, what: str = ""
+) -> Any:
+    """Wait until ``check()`` is truthy, re-checking after every change in the cluster."""
+    changed = anyio.Event()
+
+    def on_event(*_: object) -> None:
+        changed.set()
+
+    cluster.subscribe(on_event)
+    try:
+        with anyio.fail_after(timeout):
+            while True:
+                result = check()
+                if result:
+                    return result
+                await changed.wait()
+                changed = anyio.Event()
+    except TimeoutError:
+        raise AssertionError(f"timed out after {timeout}s waiting for {what or check}") from None
+    finally:
+        cluster.unsubscribe(on_event)
+
+
+def pods(cluster: Cluster, ns: str = "default", **labels: str) -> list[Obj]:
+    found = cluster.store.list("pods", ns)
+    return [
+        p for p in found if all((p["metadata"].get("labels") or {}).get(k) == v for k, v in labels.items())
+    ]
+
+
+def pod_ip(pod: Obj, cluster: Cluster) -> str:
+    return (pod.get("status") or {}).get("podIP") or cluster.ipam.allocate_pod_ip()
+
+
+async def set_pod_status(cluster: Cluster, pod: Obj, *, ready: bool = True) -> Obj:
+    """Write the status a kubelet would for a running pod (Ready or not)."""
+    current = cluster.store.get("pods", pod["metadata"]["namespace"], pod["metadata"]["name"])
+    assert current is not None, f"pod {pod['metadata']['name']} is gone"
+    stamp = now()
+    flag = "True" if ready else "False"
+    ip = pod_ip(current, cluster)
+    containers = current["spec"]["containers"]
+    current["status"] = {
+        "phase": "Running",
+        "conditions": [
+            {"type": "PodReadyToStartContainers", "status": "True", "lastTransitionTime": stamp},
+            {"type": "Initialized", "status": "True", "lastTransitionTime": stamp},
+            {"type": "Ready", "status": flag, "lastTransitionTime": stamp},
+            {"type": "ContainersReady", "status": flag, "lastTransitionTime": stamp},
+            {"type": "PodScheduled", "status": "True", "lastTransitionTime": stamp},
+        ],
+        "hostIP": "127.0.0.1",
+        "hostIPs": [{"ip": "127.0.0.1"}],
+        "podIP": ip,
+        "podIPs": [{"ip": ip}],
+        "startTime": stamp,
+        "qosClass": "BestEffort",
+        "containerStatuses": [
+            {
+                "name": c["name"],
+                "image": c["image"],
+                "imageID": f"sandbox://{c['image']}",
+                "containerID": f"sandbox://{current['metadata']['uid']}/{c['name']}",
+                "ready": ready,
+                "started": True,
+                "restartCount": 0,
+                "state": {"running": {"startedAt": stamp}},
+            }
+            for c in containers
+        ],
+    }
+    return await cluster.update("pods", current, subresource="status")
+
+
+async def mark_ready(cluster: Cluster, pod: Obj) -> Obj:
+    return await set_pod_status(cluster, pod, ready=True)
+
+
+def is_ready(pod: Obj) -> bool:
+    return any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in (pod.get("status") or {}).get("conditions") or []
+    )
+
+
+def container(name: str = "app", image: str = "demo/hello:1", **ports: int) -> Obj:
+    c: Obj = {"name": name, "image": image}
+    if ports:
+        c["ports"] = [{"name": n, "containerPort": p} for n, p in ports.items()]
+    return c
+
+
+def deployment(name: str, replicas: int, *, image: str = "demo/hello:1", **spec: Any) -> Obj:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [container(image=image, http=8080)]},
+            },
+            **spec,
+        },
+    }
+
+
+class PodReaper:
+    """The kubelet's part in deletion: a terminating pod is removed (grace 0) at once.
+
+    Set ``hold`` to keep terminating pods around, as a slow-stopping container would.
+    """
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.hold = False
+        self._pending: set[tuple[str, str]] = set()
+        self._wake = anyio.Event()
+        cluster.subscribe(self._on_event)
+
+    def _on_event(self, event: str, resource: str, obj: Obj) -> None:
+        if resource == "pods" and event != "DELETED" and obj["metadata"].get("deletionTimestamp"):
+            self._pending.add((obj["metadata"]["namespace"], obj["metadata"]["name"]))
+            self._wake.set()
+
+    def release(self) -> None:
+        """Stop holding and finish every pending deletion."""
+        self.hold = False
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake = anyio.Event()
+            if self.hold:
+                continue
+            while self._pending:
+                ns, name = self._pending.pop()
+                try:
+                    await self.cluster.delete("pods", ns, name, grace_period_seconds=0)
+                except Exception:  # already gone
+                    pass

@@ -1,0 +1,342 @@
+"""The kubelet runs pods as local processes, as a real node would.
+
+Covers: a pod gets its own loopback IP and two pods both listen on 8080; the
+pod status (phase, conditions, containerStatuses) deserializes into the
+``kubernetes`` client's ``V1Pod``; env from literals, fieldRef (labels,
+annotations, podIP), configMapKeyRef, secretKeyRef, envFrom and ``$(VAR)``
+expansion; a missing ConfigMap is ``CreateContainerConfigError``; readiness
+probes gate Ready both ways; a failing liveness probe restarts the container
+with ``Unhealthy`` and ``Killing`` events; a crash loop backs off with
+doubling delays (``CrashLoopBackOff``, ``BackOff`` event); an unknown image is
+``ErrImagePull``/``ImagePullBackOff`` with a Warning event; restartPolicy
+Never ends in Succeeded/Failed; unsupported volumes give a Warning event;
+a container that ignores SIGTERM is killed after its grace period; stopping
+the kubelet leaves no process behind, grandchildren included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+from kubernetes.client import ApiClient
+
+from tests.sandbox_runtime.conftest import Runtime
+from tests.sandbox_runtime.helpers import (
+    condition,
+    container,
+    container_status,
+    events,
+    http_get,
+    pod,
+    wait_for,
+)
+
+
+def _get(runtime: Runtime, name: str, namespace: str = "default") -> dict | None:
+    return runtime.cluster.store.get("pods", namespace, name)
+
+
+def _ready(runtime: Runtime, name: str) -> dict | None:
+    obj = _get(runtime, name)
+    return obj if condition(obj, "Ready") == "True" else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _group_members(pgid: int) -> list[int]:
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(entry.name))
+    return members
+
+
+async def test_pods_get_their_own_ip_and_both_listen_on_8080(runtime: Runtime) -> None:
+    for name in ("a", "b"):
+        await runtime.cluster.create("pods", pod(name))
+    a = await wait_for(lambda: _ready(runtime, "a"), what="pod a Ready")
+    b = await wait_for(lambda: _ready(runtime, "b"), what="pod b Ready")
+    assert a["status"]["podIP"] != b["status"]["podIP"]
+    await wait_for(
+        lambda: (_get(runtime, "a") or {}).get("spec", {}).get("nodeName") == "sandbox",
+        what="pod bound to the node",
+    )
+    for obj in (a, b):
+        reply = await http_get(obj["status"]["podIP"], 8080, "/hello")
+        assert f'"pod": "{obj["metadata"]["name"]}"'.encode() in reply
+    v1pod = ApiClient()._ApiClient__deserialize(a, "V1Pod")
+    status = v1pod.status.container_statuses[0]
+    assert status.ready and status.started and status.image_id and status.container_id
+    assert status.state.running.started_at is not None
+    assert v1pod.status.phase == "Running"
+    await runtime.kubelet.flush_events()
+    reasons = [reason for _, reason, _ in events(runtime.cluster, "a")]
+    assert reasons[:4] == ["Scheduled", "Pulled", "Created", "Started"]
+
+
+async def test_env_from_every_source(runtime: Runtime) -> None:
+    cluster = runtime.cluster
+    await cluster.create(
+        "configmaps",
+        {"metadata": {"name": "cfg", "namespace": "default"}, "data": {"color": "blue"}},
+    )
+    await cluster.create(
+        "secrets",
+        {"metadata": {"name": "sec", "namespace": "default"}, "stringData": {"token": "s3cret"}},
+    )
+    script = (
+        "echo NAME=$MY_NAME; echo TEAM=$TEAM; echo OWNER=$OWNER; echo IP=$MY_IP; "
+        "echo COLOR=$COLOR; echo TOKEN=$TOKEN; echo FROM=$CFG_color; echo GREETING=$GREETING; "
+        "echo POD_IP=$POD_IP; echo WAYLAY_POD_IP=$WAYLAY_POD_IP"
+    )
+    spec = pod(
+        "envy",
+        container(
+            "main",
+            "waylay/toolbox",
+            command=["sh", "-c", script],
+            env=[
+                {"name": "MY_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                {
+                    "name": "TEAM",
+                    "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['app']"}},
+                },
+                {
+                    "name": "OWNER",
+                    "valueFrom": {"fieldRef": {"fieldPath": "metadata.annotations['owner']"}},
+                },
+                {"name": "MY_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+                {
+                    "name": "COLOR",
+                    "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "color"}},
+                },
+                {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "sec", "key": "token"}}},
+                {"name": "GREETING", "value": "hi $(MY_NAME)"},
+            ],
+            envFrom=[{"configMapRef": {"name": "cfg"}, "prefix": "CFG_"}],
+        ),
+        restartPolicy="Never",
+    )
+    spec["metadata"]["annotations"] = {"owner": "team-a"}
+    await cluster.create("pods", spec)
+    done = await wait_for(
+        lambda: (p := _get(runtime, "envy")) and p["status"].get("phase") == "Succeeded" and p,
+        what="pod Succeeded",
+    )
+    text = b"".join([chunk async for chunk in runtime.kubelet.logs("default", "envy", None)])
+    ip = done["status"]["podIP"]
+    for line in (
+        "NAME=envy",
+        "TEAM=envy",
+        "OWNER=team-a",
+        f"IP={ip}",
+        "COLOR=blue",
+        "TOKEN=s3cret",
+        "FROM=blue",
+        "GREETING=hi envy",
+        f"POD_IP={ip}",
+        f"WAYLAY_POD_IP={ip}",
+    ):
+        assert line.encode() in text.splitlines(), (line, text)
+    terminated = container_status(done, "main")["state"]["terminated"]
+    assert terminated["exitCode"] == 0 and terminated["reason"] == "Completed"
+
+
+async def test_missing_configmap_is_a_config_error(runtime: Runtime) -> None:
+    spec = pod(
+        "nocfg",
+        container(
+            env=[{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "absent", "key": "k"}}}]
+        ),
+    )
+    await runtime.cluster.create("pods", spec)
+    waiting = await wait_for(
+        lambda: container_status(_get(runtime, "nocfg"), "web").get("state", {}).get("waiting"),
+        what="waiting state",
+    )
+    waiting = await wait_for(
+        lambda: (
+            (w := container_status(_get(runtime, "nocfg"), "web")["state"].get("waiting"))
+            and w.get("reason") == "CreateContainerConfigError"
+            and w
+        ),
+        what="CreateContainerConfigError",
+    )
+    assert waiting["message"] == 'configmap "absent" not found'
+
+
+async def test_readiness_probe_gates_ready(runtime: Runtime) -> None:
+    probe = {
+        "exec": {"command": ["test", "-f", "ready"]},
+        "periodSeconds": 1,
+        "failureThreshold": 1,
+    }
+    await runtime.cluster.create("pods", pod("gated", container(readinessProbe=probe)))
+    running = await wait_for(
+        lambda: container_status(_get(runtime, "gated"), "web").get("state", {}).get("running"),
+        what="running",
+    )
+    assert running
+    assert condition(_get(runtime, "gated"), "Ready") == "False"
+    workdir = runtime.kubelet.workers[_get(runtime, "gated")["metadata"]["uid"]].workdir
+    (workdir / "ready").write_text("")
+    await wait_for(lambda: _ready(runtime, "gated"), what="Ready after the probe passes")
+    (workdir / "ready").unlink()
+    await wait_for(
+        lambda: condition(_get(runtime, "gated"), "Ready") == "False", what="not Ready again"
+    )
+    await runtime.kubelet.flush_events()
+    assert any(r == "Unhealthy" for _, r, _ in events(runtime.cluster, "gated"))
+
+
+async def test_failing_liveness_probe_restarts_the_container(runtime: Runtime) -> None:
+    probe = {"tcpSocket": {"port": 9999}, "periodSeconds": 1, "failureThreshold": 2}
+    spec = pod("sick", container(livenessProbe=probe), terminationGracePeriodSeconds=2)
+    await runtime.cluster.create("pods", spec)
+    await wait_for(
+        lambda: container_status(_get(runtime, "sick"), "web").get("restartCount", 0) >= 1,
+        timeout=20,
+        what="a restart",
+    )
+    await runtime.kubelet.flush_events()
+    seen = events(runtime.cluster, "sick")
+    assert ("Normal", "Killing", "Container web failed liveness probe, will be restarted") in seen
+    assert any(r == "Unhealthy" and "Liveness probe failed" in m for _, r, m in seen)
+    last = container_status(_get(runtime, "sick"), "web")["lastState"]["terminated"]
+    assert last["exitCode"] == 0  # the echo server shuts down cleanly on SIGTERM
+
+
+async def test_crash_loop_backs_off_with_doubling_delays(runtime: Runtime) -> None:
+    spec = pod(
+        "crashy", container("main", "waylay/toolbox", command=["sh", "-c", "echo boom; exit 3"])
+    )
+    await runtime.cluster.create("pods", spec)
+    seen: dict[int, float] = {}
+
+    def restarts() -> bool:
+        count = container_status(_get(runtime, "crashy"), "main").get("restartCount", 0)
+        seen.setdefault(count, time.monotonic())
+        return count >= 3
+
+    await wait_for(restarts, timeout=20, what="three restarts")
+    assert seen[3] - seen[2] > seen[2] - seen[1] >= 0.3
+    status = await wait_for(
+        lambda: (
+            (s := container_status(_get(runtime, "crashy"), "main"))
+            and s["state"].get("waiting", {}).get("reason") == "CrashLoopBackOff"
+            and s
+        ),
+        what="CrashLoopBackOff",
+    )
+    assert "back-off" in status["state"]["waiting"]["message"]
+    assert status["lastState"]["terminated"]["exitCode"] == 3
+    assert status["lastState"]["terminated"]["reason"] == "Error"
+    assert _get(runtime, "crashy")["status"]["phase"] == "Running"
+    await runtime.kubelet.flush_events()
+    assert any(r == "BackOff" for _, r, _ in events(runtime.cluster, "crashy"))
+    previous = b"".join(
+        [c async for c in runtime.kubelet.logs("default", "crashy", "main", previous=True)]
+    )
+    assert previous == b"boom\n"
+
+
+async def test_unknown_image_cannot_be_pulled(runtime: Runtime) -> None:
+    await runtime.cluster.create("pods", pod("ghost", container(image="nginx:1.27")))
+    await wait_for(
+        lambda: (
+            container_status(_get(runtime, "ghost"), "web")
+            .get("state", {})
+            .get("waiting", {})
+            .get("reason")
+            == "ImagePullBackOff"
+        ),
+        what="ImagePullBackOff",
+    )
+    obj = _get(runtime, "ghost")
+    assert obj["status"]["phase"] == "Pending"
+    await runtime.kubelet.flush_events()
+    seen = events(runtime.cluster, "ghost")
+    assert any(t == "Warning" and r == "Failed" and "nginx:1.27" in m for t, r, m in seen)
+    assert ("Warning", "Failed", "Error: ErrImagePull") in seen
+
+
+async def test_restart_policy_never_ends_in_failed(runtime: Runtime) -> None:
+    spec = pod(
+        "once",
+        container("main", "waylay/toolbox", command=["sh", "-c", "exit 7"]),
+        restartPolicy="Never",
+    )
+    await runtime.cluster.create("pods", spec)
+    done = await wait_for(
+        lambda: (p := _get(runtime, "once")) and p["status"].get("phase") == "Failed" and p,
+        what="Failed",
+    )
+    assert container_status(done, "main")["state"]["terminated"]["exitCode"] == 7
+    assert condition(done, "Ready") == "False"
+
+
+async def test_unsupported_volumes_give_a_warning(runtime: Runtime) -> None:
+    spec = pod("vols", volumes=[{"name": "data", "hostPath": {"path": "/var/data"}}])
+    await runtime.cluster.create("pods", spec)
+    await wait_for(lambda: _ready(runtime, "vols"), what="Ready")
+    await runtime.kubelet.flush_events()
+    assert any(
+        t == "Warning" and r == "VolumeNotSupported" and '"data" (hostPath)' in m
+        for t, r, m in events(runtime.cluster, "vols")
+    )
+
+
+async def test_sigterm_ignored_means_sigkill_after_grace(runtime: Runtime) -> None:
+    spec = pod(
+        "stubborn",
+        container(
+            "main", "waylay/toolbox", command=["sh", "-c", "trap '' TERM; echo up; sleep 300"]
+        ),
+        terminationGracePeriodSeconds=1,
+    )
+    await runtime.cluster.create("pods", spec)
+    await wait_for(lambda: _ready(runtime, "stubborn"), what="Ready")
+    uid = _get(runtime, "stubborn")["metadata"]["uid"]
+    process = runtime.kubelet.workers[uid].containers[0].process
+    assert process is not None and process.pid is not None
+    members = _group_members(process.pid)
+    assert len(members) >= 2  # sh and sleep
+    started = time.monotonic()
+    await runtime.cluster.delete("pods", "default", "stubborn")
+    await wait_for(lambda: not any(_alive(p) for p in members), timeout=10, what="processes gone")
+    assert time.monotonic() - started >= 0.9
+    await wait_for(lambda: uid not in runtime.kubelet.workers, what="worker removed")
+
+
+async def test_stop_leaves_no_process_behind(runtime: Runtime) -> None:
+    spec = pod(
+        "family",
+        container("main", "waylay/toolbox", command=["sh", "-c", "sleep 300 & sleep 300 & wait"]),
+    )
+    await runtime.cluster.create("pods", spec)
+    await runtime.cluster.create("pods", pod("server"))
+    await wait_for(lambda: _ready(runtime, "family") and _ready(runtime, "server"), what="Ready")
+    pids: list[int] = []
+    for worker in runtime.kubelet.workers.values():
+        process = worker.containers[0].process
+        assert process is not None and process.pid is not None
+        pids.extend(_group_members(process.pid))
+    assert len(pids) >= 4
+    await runtime.kubelet.stop()
+    await wait_for(lambda: not any(_alive(p) for p in pids), timeout=10, what="no process left")
+    await asyncio.sleep(0)

@@ -1,0 +1,148 @@
+"""The waylay Textual app: connects a ``ClusterSource`` and shows the main view.
+
+Slim on purpose: the screens hold the behaviour. The app owns the source, the
+one place worker failures are turned into notifications or the error modal,
+the wizard's entry point, context switching and quitting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from textual import work
+from textual.app import App
+from textual.worker import Worker, WorkerState
+
+from tui import messages as m
+from tui.modals.error import ErrorModal
+from tui.modals.quit import QuitChoice, QuitModal
+from tui.screens.main import MainScreen
+from tui.screens.wizard import WizardScreen
+from tui.widgets.intercepts_pane import InterceptsPane
+from tui.wizard.plan import Wizard, WizardError
+
+if TYPE_CHECKING:
+    from core.models import WorkloadInfo
+    from tui.source import ClusterSource, InterceptOutcome
+
+Connect = Callable[[], Awaitable["ClusterSource"]]
+
+TRANSIENT_GROUPS = frozenset({"load", "changes", "traffic", "session", "detect"})
+"""Background workers whose failures are notified, not shown in a modal."""
+
+
+class WaylayApp(App[None]):
+    CSS_PATH = "app.tcss"
+    TITLE = "waylay"
+    ENABLE_COMMAND_PALETTE = False
+
+    def __init__(self, connect: Connect) -> None:
+        super().__init__()
+        self.connect = connect
+        self.source: ClusterSource | None = None
+
+    @property
+    def main(self) -> MainScreen:
+        screen = self.get_screen("main")
+        assert isinstance(screen, MainScreen)
+        return screen
+
+    def on_mount(self) -> None:
+        self.install_screen(MainScreen(), "main")
+        self.push_screen("main")
+        self.open_source()
+
+    @work(exclusive=True, group="connect", exit_on_error=False)
+    async def open_source(self) -> None:
+        self.source = await self.connect()
+        self.main.start()
+
+    @work(exclusive=True, group="context", exit_on_error=False)
+    async def switch_context(self, name: str) -> None:
+        assert self.source is not None
+        self.source = await self.source.switch_context(name)
+        self.main.start()
+        self.main.post_message(m.ContextSwitched(name))
+        self.notify(f"switched to {name}", title="context")
+
+    # ------------------------------------------------------------- errors
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """Every worker failure of every screen ends up here, and only here."""
+        if event.state != WorkerState.ERROR or event.worker.error is None:
+            return
+        self.show_error(event.worker.error, transient=event.worker.group in TRANSIENT_GROUPS)
+
+    def show_error(self, error: BaseException, *, transient: bool = False) -> None:
+        title = getattr(error, "title", None)
+        hint = getattr(error, "hint", "")
+        detail = getattr(error, "detail", "")
+        if not isinstance(title, str):
+            title = "Something unexpected went wrong"
+            detail = f"{type(error).__name__}: {error}"
+            hint = "This is a bug in waylay: copy this (c) and report it."
+            transient = False
+        if getattr(error, "severity", "error") == "warning":
+            self.notify(f"{detail}\n{hint}".strip(), title=title, severity="warning")
+        elif transient:
+            self.notify(f"{detail}\n{hint}".strip(), title=title, severity="error", timeout=8)
+        else:
+            self.push_screen(ErrorModal(title, detail, hint))
+
+    # ------------------------------------------------------------- wizard
+
+    def open_wizard(self, workload: WorkloadInfo) -> None:
+        session = self.main.session
+        if session is None:
+            self.notify("still contacting the traffic manager…", severity="warning")
+            return
+        busy = frozenset(i.spec.local_port for i in self.main.query_one(InterceptsPane).mine)
+        try:
+            wizard = Wizard(workload, session.mode, session.session_id, busy_local_ports=busy)
+        except WizardError as problem:
+            self.show_error(problem)
+            return
+
+        def finished(outcome: InterceptOutcome | None) -> None:
+            if outcome is not None:
+                self.main.post_message(m.InterceptStarted(outcome))
+
+        self.push_screen(WizardScreen(wizard), finished)
+
+    # --------------------------------------------------------------- quit
+
+    async def ask_quit(self, mine: int) -> None:
+        if mine == 0 or self.source is None:
+            await self.close_and_exit(keep=True)
+            return
+
+        def chosen(choice: QuitChoice | None) -> None:
+            if choice in ("keep", "leave"):
+                self.run_worker(
+                    self.close_and_exit(keep=choice == "keep"), group="quit", exit_on_error=False
+                )
+
+        self.push_screen(QuitModal(mine), chosen)
+
+    async def close_and_exit(self, *, keep: bool) -> None:
+        if self.source is not None:
+            await self.source.close(keep_intercepts=keep)
+        self.exit()
+
+
+def run(argv: list[str] | None = None) -> None:
+    """Entry point: ``python -m tui [--context NAME] [--kubeconfig PATH]``."""
+    import argparse
+
+    from tui.core_source import connect_core
+
+    parser = argparse.ArgumentParser(prog="waylay", description="waylay's terminal UI")
+    parser.add_argument("--context", help="kubeconfig context (default: the current one)")
+    parser.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG)")
+    args = parser.parse_args(argv)
+
+    async def connect() -> ClusterSource:
+        return await connect_core(context=args.context, kubeconfig=args.kubeconfig)
+
+    WaylayApp(connect).run()

@@ -1,0 +1,1 @@
+"""Modal screens: errors, confirmations, help, details, login, contexts."""

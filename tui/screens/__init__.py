@@ -1,0 +1,1 @@
+"""Full screens: the main view and the intercept wizard."""

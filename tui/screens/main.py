@@ -1,0 +1,420 @@
+"""The main view: namespaces, workloads, intercepts and live traffic.
+
+It reads from the app's ``ClusterSource`` in workers and reacts to the
+app-level messages those workers post; it never polls. Keys follow k9s; the
+footer shows only those that apply to what is selected now (``check_action``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, cast
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer
+from textual.worker import Worker
+
+from tui import messages as m
+from tui.commands import BadCommand, parse_command
+from tui.modals.confirm import ConfirmModal
+from tui.modals.contexts import ContextModal
+from tui.modals.help import HelpModal
+from tui.modals.login import LoginModal
+from tui.modals.traffic_detail import TrafficDetailModal
+from tui.widgets.header_bar import HeaderBar
+from tui.widgets.intercepts_pane import InterceptsPane
+from tui.widgets.namespace_list import NamespaceList
+from tui.widgets.prompt_bar import PromptBar
+from tui.widgets.traffic_log import TrafficLog
+from tui.widgets.workload_table import KindFilter, WorkloadTable
+from tui.wizard.plan import header_line
+
+if TYPE_CHECKING:
+    from core.protocol import InterceptInfo
+    from tui.app import WaylayApp
+    from tui.source import ClusterSource, SessionInfo
+
+FILTERABLE = ("workloads", "traffic")
+
+
+class MainScreen(Screen[None]):
+    BINDINGS = [
+        Binding(
+            "i", "intercept", "intercept", id="main.intercept", tooltip="intercept the workload"
+        ),
+        Binding("l", "leave", "leave", id="main.leave", tooltip="end your intercept"),
+        Binding("e", "env_file", "env file", id="main.env", tooltip="write the intercept's env"),
+        Binding("c", "copy", "copy", id="main.copy", tooltip="copy header or preview URL"),
+        Binding("r", "revoke", "revoke", id="main.revoke", tooltip="end someone's intercept"),
+        Binding("f", "follow", "follow/pause", id="main.follow"),
+        Binding("slash", "filter", "filter", id="main.filter"),
+        Binding("colon", "command", "command", id="main.command"),
+        Binding("L", "login", "login", id="main.login"),
+        Binding("question_mark", "help", "help", id="main.help"),
+        Binding("escape", "back", "back", id="main.back"),
+        Binding("q", "quit", "quit", id="main.quit"),
+        *(Binding(str(n), f"namespace_number({n})", f"ns {n}", show=False) for n in range(10)),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.namespace: str | None = None
+        self.session: SessionInfo | None = None
+
+    @property
+    def waylay(self) -> WaylayApp:
+        return cast("WaylayApp", self.app)
+
+    @property
+    def source(self) -> ClusterSource | None:
+        return self.waylay.source
+
+    # ---------------------------------------------------------------- layout
+
+    def compose(self) -> ComposeResult:
+        yield HeaderBar(id="header")
+        with Horizontal(id="top"):
+            yield NamespaceList(id="namespaces")
+            with Vertical(id="right"):
+                yield WorkloadTable(id="workloads")
+                yield InterceptsPane(id="intercepts")
+        yield TrafficLog(id="traffic")
+        yield PromptBar(id="prompt")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(WorkloadTable).focus()
+
+    def start(self) -> None:
+        """Called by the app once a source is connected."""
+        assert self.source is not None
+        self.query_one(HeaderBar).context = self.source.context
+        self.namespace = None
+        self.load_session()
+        self.load()
+        self.watch_changes()
+        self.watch_traffic()
+
+    # --------------------------------------------------------------- workers
+
+    @work(exclusive=True, group="session", exit_on_error=False)
+    async def load_session(self) -> None:
+        assert self.source is not None
+        self.post_message(m.SessionKnown(await self.source.session()))
+
+    @work(exclusive=True, group="load", exit_on_error=False)
+    async def load(self) -> None:
+        source = self.source
+        assert source is not None
+        self.post_message(m.NamespacesLoaded(await source.namespaces()))
+        namespace = self.namespace
+        self.post_message(m.WorkloadsLoaded(namespace, await source.workloads(namespace)))
+        self.post_message(m.InterceptsLoaded(await source.intercepts()))
+
+    @work(exclusive=True, group="changes", exit_on_error=False)
+    async def watch_changes(self) -> None:
+        assert self.source is not None
+        async for _ in self.source.changes():
+            self.post_message(m.ClusterChanged())
+
+    @work(exclusive=True, group="traffic", exit_on_error=False)
+    async def watch_traffic(self) -> None:
+        assert self.source is not None
+        async for event in self.source.traffic():
+            self.post_message(m.TrafficSeen([event]))
+
+    @work(exclusive=True, group="leave", exit_on_error=False)
+    async def leave(self, name: str) -> None:
+        assert self.source is not None
+        await self.source.leave(name)
+        self.post_message(m.InterceptLeft(name))
+
+    @work(exclusive=True, group="revoke", exit_on_error=False)
+    async def revoke(self, intercept_id: str) -> None:
+        assert self.source is not None
+        await self.source.revoke(intercept_id)
+        self.post_message(m.InterceptRevoked(intercept_id))
+
+    @work(exclusive=True, group="env", exit_on_error=False)
+    async def write_env(self, name: str) -> None:
+        from pathlib import Path
+
+        assert self.source is not None
+        path = await self.source.write_env_file(name, Path.cwd() / f"{name}.env")
+        self.notify(f"wrote {path}", title="env file")
+
+    @work(exclusive=True, group="login", exit_on_error=False)
+    async def login(self, api_key: str) -> None:
+        assert self.source is not None
+        session = await self.source.login(api_key)
+        self.post_message(m.LoggedIn(session))
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        self.waylay.on_worker_state_changed(event)
+
+    # ------------------------------------------------------ app-level events
+
+    @on(m.SessionKnown)
+    def _session(self, event: m.SessionKnown) -> None:
+        self.session = event.session
+        self.query_one(HeaderBar).session = event.session
+        self.refresh_bindings()
+
+    @on(m.LoggedIn)
+    def _logged_in(self, event: m.LoggedIn) -> None:
+        self.notify(f"logged in as {event.session.identity}", title="login")
+        self._session(m.SessionKnown(event.session))
+
+    @on(m.NamespacesLoaded)
+    def _namespaces(self, event: m.NamespacesLoaded) -> None:
+        self.query_one(NamespaceList).show(event.namespaces, self.namespace)
+
+    @on(m.WorkloadsLoaded)
+    def _workloads(self, event: m.WorkloadsLoaded) -> None:
+        if event.scope != self.namespace:
+            return
+        table = self.query_one(WorkloadTable)
+        table.show(event.workloads, all_namespaces=event.scope is None)
+        self.refresh_bindings()
+
+    @on(m.InterceptsLoaded)
+    def _intercepts(self, event: m.InterceptsLoaded) -> None:
+        session_id = self.session.session_id if self.session else ""
+        self.query_one(InterceptsPane).show(event.intercepts, session_id)
+        self.refresh_bindings()
+
+    @on(m.ClusterChanged)
+    def _changed(self) -> None:
+        self.load()
+
+    @on(m.TrafficSeen)
+    def _traffic(self, event: m.TrafficSeen) -> None:
+        self.query_one(TrafficLog).add(event.events)
+
+    @on(m.InterceptStarted)
+    def _started(self, event: m.InterceptStarted) -> None:
+        self.notify(f"{event.outcome.intercept.spec.name} is active", title="intercept")
+        self.load()
+
+    @on(m.InterceptLeft)
+    def _left(self, event: m.InterceptLeft) -> None:
+        self.notify(f"left {event.name}: traffic goes back to the app", title="intercept")
+        self.load()
+
+    @on(m.InterceptRevoked)
+    def _revoked(self, event: m.InterceptRevoked) -> None:
+        self.notify(f"revoked {event.intercept_id}", title="intercept")
+        self.load()
+
+    # ------------------------------------------------------- widget messages
+
+    @on(NamespaceList.Picked)
+    def _ns_picked(self, event: NamespaceList.Picked) -> None:
+        self.switch_namespace(event.name)
+
+    @on(WorkloadTable.Picked)
+    def _workload_picked(self, event: WorkloadTable.Picked) -> None:
+        self.waylay.open_wizard(event.workload)
+
+    @on(TrafficLog.Opened)
+    def _traffic_opened(self, event: TrafficLog.Opened) -> None:
+        self.app.push_screen(TrafficDetailModal(event.event))
+
+    @on(DataTable.RowHighlighted)
+    def _highlighted(self) -> None:
+        self.refresh_bindings()
+
+    def on_descendant_focus(self) -> None:
+        self.refresh_bindings()
+
+    @on(PromptBar.Filter)
+    def _filter(self, event: PromptBar.Filter) -> None:
+        target = self._filter_target()
+        target.set_filter(event.text)
+
+    @on(PromptBar.Command)
+    def _command(self, event: PromptBar.Command) -> None:
+        self.run_command(event.text)
+
+    @on(PromptBar.Closed)
+    def _prompt_closed(self, event: PromptBar.Closed) -> None:
+        self._filter_target().focus()
+        self.refresh_bindings()
+
+    # --------------------------------------------------------------- actions
+
+    def switch_namespace(self, namespace: str | None) -> None:
+        self.namespace = namespace
+        names = self.query_one(NamespaceList)
+        names.highlighted = names.index_of(namespace)
+        self.load()
+
+    def _filter_target(self) -> WorkloadTable | TrafficLog:
+        return self._filter_target_for(self.query_one(PromptBar).target)
+
+    def current_intercept(self) -> InterceptInfo | None:
+        """The intercepts pane's row when it has focus, else ours on the workload."""
+        pane = self.query_one(InterceptsPane)
+        if self.focused is pane:
+            return pane.selected
+        workload = self.query_one(WorkloadTable).selected
+        if workload is None:
+            return None
+        mine = [i for i in workload.intercepts if pane.is_mine(i)]
+        return mine[0] if mine else None
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if self.query_one(PromptBar).display and action not in ("back",):
+            return False
+        pane = self.query_one(InterceptsPane)
+        intercept = self.current_intercept()
+        mine = intercept is not None and pane.is_mine(intercept)
+        if action == "intercept":
+            return self.query_one(WorkloadTable).selected is not None and self.source is not None
+        if action in ("leave", "env_file"):
+            return mine
+        if action == "copy":
+            return intercept is not None
+        if action == "revoke":
+            admin = self.session is not None and self.session.admin
+            return admin and intercept is not None and not mine
+        if action == "follow":
+            return isinstance(self.focused, TrafficLog)
+        if action == "login":
+            session = self.session
+            return session is not None and session.mode == "team" and not session.logged_in
+        if action == "back":
+            return bool(
+                self.query_one(WorkloadTable).filter_text or self.query_one(TrafficLog).filter_text
+            )
+        return True
+
+    def action_intercept(self) -> None:
+        workload = self.query_one(WorkloadTable).selected
+        if workload is not None:
+            self.waylay.open_wizard(workload)
+
+    def action_leave(self) -> None:
+        intercept = self.current_intercept()
+        if intercept is not None:
+            self.leave(intercept.spec.name)
+
+    def action_env_file(self) -> None:
+        intercept = self.current_intercept()
+        if intercept is not None:
+            self.write_env(intercept.spec.name)
+
+    def action_copy(self) -> None:
+        intercept = self.current_intercept()
+        if intercept is None:
+            return
+        text = intercept.spec.preview_url or header_line(intercept.spec)
+        self.app.copy_to_clipboard(text)
+        self.notify(text, title="copied")
+
+    def action_revoke(self) -> None:
+        intercept = self.current_intercept()
+        if intercept is None:
+            return
+        question = f"Revoke {intercept.spec.name} of {intercept.owner}?"
+        detail = "Their traffic goes back to the app now; they are told it was revoked."
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.revoke(intercept.id)
+
+        self.app.push_screen(ConfirmModal(question, detail, yes="Revoke"), answered)
+
+    def action_follow(self) -> None:
+        following = self.query_one(TrafficLog).toggle_follow()
+        self.notify("following new traffic" if following else "paused", timeout=2)
+
+    def action_filter(self) -> None:
+        target = "traffic" if isinstance(self.focused, TrafficLog) else "workloads"
+        current = self._filter_target_for(target).filter_text
+        self.query_one(PromptBar).open("filter", current, target=target)
+        self.refresh_bindings()
+
+    def _filter_target_for(self, target: str) -> WorkloadTable | TrafficLog:
+        return self.query_one(TrafficLog) if target == "traffic" else self.query_one(WorkloadTable)
+
+    def action_command(self) -> None:
+        self.query_one(PromptBar).open("command")
+        self.refresh_bindings()
+
+    def action_back(self) -> None:
+        self.query_one(WorkloadTable).set_filter("")
+        self.query_one(TrafficLog).set_filter("")
+        self.refresh_bindings()
+
+    def action_help(self) -> None:
+        self.app.push_screen(HelpModal())
+
+    def action_login(self) -> None:
+        if self.source is None:
+            return
+
+        def entered(key: str | None) -> None:
+            if key:
+                self.login(key)
+
+        self.app.push_screen(LoginModal(self.source.context.name), entered)
+
+    def action_namespace_number(self, number: int) -> None:
+        try:
+            namespace = self.query_one(NamespaceList).by_number(number)
+        except IndexError:
+            self.notify(f"no namespace number {number}", severity="warning", timeout=2)
+            return
+        self.switch_namespace(namespace)
+
+    async def action_quit(self) -> None:
+        await self.waylay.ask_quit(len(self.query_one(InterceptsPane).mine))
+
+    def run_command(self, text: str) -> None:
+        try:
+            command = parse_command(text)
+        except BadCommand as problem:
+            self.notify(str(problem), title="command", severity="warning")
+            return
+        if command.kind == "kind":
+            self.query_one(WorkloadTable).set_kind(cast(KindFilter, command.arg))
+        elif command.kind == "ns":
+            self._command_ns(command.arg)
+        elif command.kind == "ctx":
+            self._command_ctx(command.arg)
+        elif command.kind == "help":
+            self.action_help()
+        elif command.kind == "quit":
+            self.run_worker(self.action_quit(), exit_on_error=False)
+
+    def _command_ns(self, name: str) -> None:
+        if name in ("", "all", "0", "-A"):
+            self.switch_namespace(None)
+            return
+        known = [n.name for n in self.query_one(NamespaceList).namespaces]
+        if name not in known:
+            self.notify(
+                f"no namespace {name!r}; known: {', '.join(known) or '(none)'}",
+                title="command",
+                severity="warning",
+            )
+            return
+        self.switch_namespace(name)
+
+    def _command_ctx(self, name: str) -> None:
+        source = self.source
+        if source is None:
+            return
+        if name:
+            self.waylay.switch_context(name)
+            return
+
+        def picked(choice: str | None) -> None:
+            if choice and choice != source.context.name:
+                self.waylay.switch_context(choice)
+
+        self.app.push_screen(ContextModal(source.contexts(), source.context.name), picked)

@@ -1,0 +1,87 @@
+"""What the TUI needs from core, as one protocol.
+
+The app talks to a ``ClusterSource``; ``tui.core_source`` implements it over
+``core`` (discovery, the user daemon, preview URLs). Keeping the seam this
+narrow lets the screens be written and tested against core's models alone.
+Every method may raise a ``core.errors`` error (it has ``.title`` and
+``.hint``); the app shows those, never a traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, Protocol
+
+if TYPE_CHECKING:
+    from core.models import ContextInfo, NamespaceInfo, WorkloadInfo
+    from core.protocol import InterceptInfo, InterceptSpec, TrafficEvent
+    from tui.wizard.plan import PreviewAnswers, PreviewDefaults
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """Who we are to the traffic manager, shown in the header."""
+
+    mode: Literal["single-user", "team"]
+    identity: str
+    session_id: str
+    manager_version: str
+    healthy: bool
+    logged_in: bool = True
+    admin: bool = False
+
+
+@dataclass(frozen=True)
+class InterceptOutcome:
+    """What the wizard's result step shows."""
+
+    intercept: InterceptInfo
+    preview_url: str | None = None
+
+
+ProgressFn = Callable[[str], None]
+
+
+class ClusterSource(Protocol):
+    @property
+    def context(self) -> ContextInfo: ...
+
+    def contexts(self) -> list[str]: ...
+
+    async def switch_context(self, name: str) -> ClusterSource: ...
+
+    async def session(self) -> SessionInfo: ...
+
+    async def namespaces(self) -> list[NamespaceInfo]: ...
+
+    async def workloads(self, namespace: str | None) -> list[WorkloadInfo]: ...
+
+    def changes(self) -> AsyncIterator[object]:
+        """One notice per change to namespaces, workloads, agents or intercepts."""
+        ...
+
+    def traffic(self) -> AsyncIterator[TrafficEvent]:
+        """Traffic events from every agent our intercepts use (and our own)."""
+        ...
+
+    async def intercepts(self) -> list[InterceptInfo]:
+        """Everyone's intercepts (the manager's registry)."""
+        ...
+
+    async def preview_defaults(self, namespace: str, service: str) -> PreviewDefaults | None: ...
+
+    async def intercept(
+        self, spec: InterceptSpec, preview: PreviewAnswers | None, progress: ProgressFn
+    ) -> InterceptOutcome: ...
+
+    async def leave(self, name: str) -> None: ...
+
+    async def revoke(self, intercept_id: str) -> None: ...
+
+    async def write_env_file(self, name: str, path: Path) -> Path: ...
+
+    async def login(self, api_key: str) -> SessionInfo: ...
+
+    async def close(self, *, keep_intercepts: bool) -> None: ...

@@ -1,0 +1,1 @@
+"""The main view's panes, one widget per module."""

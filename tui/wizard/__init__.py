@@ -1,0 +1,1 @@
+"""The intercept wizard's logic (steps, validation), free of any UI."""
