@@ -57,12 +57,12 @@ async def relay_tunnel(
             counts.outcome = "client reset"
             stream.reset()
             tg.cancel_scope.cancel()
-        except TunnelClosed:
-            counts.outcome = "tunnel closed"
-            tg.cancel_scope.cancel()
-        except StreamReset:
-            counts.outcome = "workstation reset"
-            reset(writer.transport)
+        except (StreamReset, TunnelClosed):
+            if stream.tunnel_closed:
+                counts.outcome = "tunnel closed"
+            else:
+                counts.outcome = "workstation reset"
+                reset(writer.transport)
             tg.cancel_scope.cancel()
 
     async def down() -> None:
@@ -78,7 +78,7 @@ async def relay_tunnel(
             stream.reset()
             tg.cancel_scope.cancel()
         except StreamReset:
-            if stream._mux.closed:
+            if stream.tunnel_closed:
                 counts.outcome = "tunnel closed"
             else:
                 counts.outcome = "workstation reset"

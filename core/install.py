@@ -263,7 +263,7 @@ def manifests(opts: InstallOptions, tls: Tls) -> list[dict[str, Any]]:
                 "ports": [
                     {
                         "name": "https-webhook",
-                        "port": 443,
+                        "port": WEBHOOK_PORT,
                         "targetPort": WEBHOOK_PORT,
                         "protocol": "TCP",
                     },
@@ -341,7 +341,7 @@ def webhook_configuration(opts: InstallOptions, tls: Tls) -> dict[str, Any]:
                         "name": MANAGER,
                         "namespace": opts.namespace,
                         "path": "/mutate",
-                        "port": 443,
+                        "port": WEBHOOK_PORT,
                     },
                     "caBundle": _b64(tls.ca_pem),
                 },
@@ -576,8 +576,8 @@ def prove_webhook(kube: Kube, opts: InstallOptions, *, within: float = 20.0) -> 
             raise InstallFailed(
                 "The agent-injector webhook does not work",
                 "pods will not get agents. Check that the API server can reach "
-                f"service {MANAGER}.{opts.namespace}:{WEBHOOK_PORT} (network policies, firewalls between "
-                "the control plane and nodes), and the manager's log: "
+                f"service {MANAGER}.{opts.namespace}:{WEBHOOK_PORT} (network policies, "
+                "firewalls between the control plane and nodes), and the manager's log: "
                 f"`kubectl -n {opts.namespace} logs deploy/{MANAGER}`",
                 detail=f"{last} (no {AGENT_CONTAINER}) after {within:g}s",
             )
@@ -610,7 +610,6 @@ def _controller_kind(obj: dict[str, Any]) -> str | None:
 
 def remove_agents(kube: Kube, progress: Progress, timeout: float) -> None:
     """Take the agent out of every workload and restore every Service."""
-    drop = {"spec": {"template": {"metadata": {"annotations": {AGENT_CONFIG_ANNOTATION: None}}}}}
     replace_pods: list[tuple[str, dict[str, Any]]] = []
     for kind in ("Deployment", "StatefulSet", "ReplicaSet"):
         items, _ = kube.list("apps/v1", kind)
@@ -620,7 +619,14 @@ def remove_agents(kube: Kube, progress: Progress, timeout: float) -> None:
             if kind == "ReplicaSet" and _controller_kind(obj) == "Deployment":
                 continue  # its Deployment rolls it
             meta = obj["metadata"]
-            kube.patch("apps/v1", kind, meta["name"], drop, meta["namespace"])
+            kube.patch(
+                "apps/v1",
+                kind,
+                meta["name"],
+                _drop_config(obj),
+                meta["namespace"],
+                patch_type="json",
+            )
             progress(f"{kind} {meta['namespace']}/{meta['name']}: agent removed from its template")
             strategy = ((obj.get("spec") or {}).get("updateStrategy") or {}).get("type")
             if kind == "ReplicaSet" or strategy == "OnDelete":
@@ -641,6 +647,20 @@ def remove_agents(kube: Kube, progress: Progress, timeout: float) -> None:
                 kube.delete("v1", "Pod", pod["metadata"]["name"], pod["metadata"]["namespace"])
     _wait_agents_gone(kube, timeout)
     _delete_stale_replicasets(kube, progress)
+
+
+def _drop_config(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    """A JSON patch taking the agent config off the template, leaving no empty map behind.
+
+    An empty ``annotations: {}`` would change the pod-template hash, and the
+    Deployment would make a new ReplicaSet instead of going back to its old one.
+    """
+    path = "/spec/template/metadata/annotations"
+    current = obj["spec"]["template"]["metadata"]["annotations"]
+    test = {"op": "test", "path": path, "value": current}
+    if set(current) == {AGENT_CONFIG_ANNOTATION}:
+        return [test, {"op": "remove", "path": path}]
+    return [test, {"op": "remove", "path": f"{path}/{AGENT_CONFIG_ANNOTATION.replace('/', '~1')}"}]
 
 
 def _restore_service(kube: Kube, svc: dict[str, Any], raw: str) -> None:

@@ -133,21 +133,28 @@ class AgentTunnel:
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[AgentTunnel] = anyio.TASK_STATUS_IGNORED
     ) -> None:
+        failure: TunnelError | None = None
         async with anyio.create_task_group() as tg:
             await tg.start(self.mux.run)
             try:
                 with anyio.fail_after(self.handshake_timeout):
                     await self._handshake()
             except (TimeoutError, TunnelError, TunnelClosed, StreamReset, ValidationError) as exc:
+                failure = (
+                    exc
+                    if isinstance(exc, TunnelError)
+                    else TunnelHandshakeError(f"tunnel handshake failed: {exc!r}")
+                )
                 await self.mux.aclose()
-                if isinstance(exc, TunnelError):
-                    raise
-                raise TunnelHandshakeError(f"tunnel handshake failed: {exc}") from exc
-            tg.start_soon(self._pump_control)
-            tg.start_soon(self._drain_control)
-            task_status.started(self)
-            await self.mux.wait_closed()
-            tg.cancel_scope.cancel()
+                tg.cancel_scope.cancel()
+            else:
+                tg.start_soon(self._pump_control)
+                tg.start_soon(self._drain_control)
+                task_status.started(self)
+                await self.mux.wait_closed()
+                tg.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
 
     async def _handshake(self) -> None:
         control = await self.mux.open_stream(
@@ -208,12 +215,12 @@ class AgentTunnel:
         await self.mux.aclose()
 
 
-def _skew(theirs: str) -> ErrorReply:
+def _skew(theirs: str, ours: str = PROTOCOL_VERSION) -> ErrorReply:
     return ErrorReply(
         error=Problem(
             code="version-skew",
             title="Version skew",
-            message=f"peer speaks protocol {theirs}, this side speaks {PROTOCOL_VERSION}",
+            message=f"peer speaks protocol {theirs or '?'}, this side speaks {ours}",
             hint="upgrade waylay on the workstation or re-install the agents",
         )
     )
@@ -274,29 +281,31 @@ class ClientTunnel:
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[ClientTunnel] = anyio.TASK_STATUS_IGNORED
     ) -> None:
+        failure: BaseException | None = None
         async with anyio.create_task_group() as tg:
             await tg.start(self.mux.run)
-            try:
-                with anyio.fail_after(self.handshake_timeout):
-                    while not self._ready.is_set() and self._failure is None and not self.closed:
-                        with anyio.move_on_after(0.5):
-                            await self._ready.wait()
-            except TimeoutError:
-                await self.mux.aclose()
-                raise TunnelHandshakeError(
-                    "the agent did not open the control stream in time; "
+            with anyio.move_on_after(self.handshake_timeout):
+                while not self._ready.is_set() and self._failure is None and not self.closed:
+                    with anyio.move_on_after(0.05):
+                        await self._ready.wait()
+            if self._failure is not None:
+                failure = self._failure
+            elif not self._ready.is_set():
+                failure = TunnelHandshakeError(
+                    f"tunnel closed during handshake: {self.mux.close_reason}"
+                    if self.closed
+                    else "the agent did not open the control stream in time; "
                     "is this a waylay agent port?"
                 )
-            if self._failure is not None:
+            if failure is not None:
                 await self.mux.aclose()
-                raise self._failure
-            if not self._ready.is_set():
-                raise TunnelHandshakeError(
-                    f"tunnel closed during handshake: {self.mux.close_reason}"
-                )
-            task_status.started(self)
-            await self.mux.wait_closed()
-            tg.cancel_scope.cancel()
+                tg.cancel_scope.cancel()
+            else:
+                task_status.started(self)
+                await self.mux.wait_closed()
+                tg.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
 
     async def aclose(self) -> None:
         await self.mux.aclose()
@@ -315,7 +324,7 @@ class ClientTunnel:
         self.pod = stream.headers.get("waylay-pod", "")
         await stream.respond({":status": "200", "waylay-version": self.version})
         if major(theirs) != major(self.version):
-            await stream.send(_line(_skew(theirs)))
+            await stream.send(_line(_skew(theirs, self.version)))
             self._failure = TunnelHandshakeError(
                 f"agent speaks tunnel protocol {theirs or '?'}, this client speaks {self.version}"
             )
@@ -404,7 +413,8 @@ async def splice(local: anyio.abc.SocketStream, stream: TunnelStream) -> None:
             stream.reset(h2.errors.ErrorCodes.CONNECT_ERROR)
             tg.cancel_scope.cancel()
         except (StreamReset, TunnelClosed):
-            _abort(local)
+            if not stream.tunnel_closed:
+                _abort(local)
             tg.cancel_scope.cancel()
 
     async def down() -> None:
@@ -415,7 +425,8 @@ async def splice(local: anyio.abc.SocketStream, stream: TunnelStream) -> None:
             with contextlib.suppress(OSError):
                 await local.send_eof()
         except (StreamReset, TunnelClosed):
-            _abort(local)
+            if not stream.tunnel_closed:
+                _abort(local)
             tg.cancel_scope.cancel()
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
             stream.reset(h2.errors.ErrorCodes.CONNECT_ERROR)

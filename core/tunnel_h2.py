@@ -121,6 +121,11 @@ class TunnelStream:
         self._mux.reset_stream(self, code)
 
     @property
+    def tunnel_closed(self) -> bool:
+        """Did this stream end because the whole tunnel went away?"""
+        return self._mux.closed
+
+    @property
     def done(self) -> bool:
         return self.reset_code is not None or (self._eof_sent and self._eof_received)
 

@@ -39,6 +39,7 @@ from sandbox.errors import ApiError, bad_request
 from sandbox.patch import PATCH_TYPES
 from sandbox.rbac import forbidden_error
 from sandbox.selectors import FieldSelector, LabelSelector
+from sandbox.tables import table, wants_table
 from sandbox.watchstream import serve_watch
 
 __all__ = ["USER", "ApiServer", "Authenticator", "Authorizer", "LogSource"]
@@ -292,7 +293,12 @@ class ApiServer:
         assert rr.name is not None
         if rr.subresource == "scale":
             return _json(self.cluster.scale(rr.rt.key, rr.namespace, rr.name))
-        return _json(self.cluster.get(rr.rt.key, rr.namespace, rr.name))
+        obj = self.cluster.get(rr.rt.key, rr.namespace, rr.name)
+        as_table = wants_table(request.headers.get("Accept", ""))
+        if as_table and not rr.subresource:
+            meta = {"resourceVersion": obj["metadata"]["resourceVersion"]}
+            return _json(table(rr.rt, [obj], as_table, meta))
+        return _json(obj)
 
     def _select(self, rr: ResourceRequest, options: ListOptions) -> list[Obj]:
         labels = LabelSelector(options.label_selector)
@@ -320,6 +326,9 @@ class ApiServer:
             last = items[-1]["metadata"]
             meta["continue"] = encode_continue(last.get("namespace") or "", last["name"])
             meta["remainingItemCount"] = remaining
+        as_table = wants_table(request.headers.get("Accept", ""))
+        if as_table:
+            return _json(table(rr.rt, items, as_table, meta))
         return _json(
             {
                 "kind": rr.rt.list_kind,
@@ -338,6 +347,7 @@ class ApiServer:
             ListOptions.from_query(request.query),
             closing=self.closing,
             bookmark_interval=self.bookmark_interval,
+            as_table=wants_table(request.headers.get("Accept", "")),
         )
 
     async def _body(self, request: web.Request) -> Obj:

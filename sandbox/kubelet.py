@@ -35,6 +35,7 @@ from sandbox.kubelet_kubeconfig import ApiAccess
 from sandbox.kubelet_logs import read_log
 from sandbox.kubelet_pod import NodeInfo, PodWorker
 from sandbox.portforward import serve_portforward
+from sandbox.services import ServiceProxy
 
 __all__ = ["ApiAccess", "Kubelet", "KubeletConfig", "LogStream", "Timings"]
 
@@ -54,6 +55,8 @@ class KubeletConfig:
     timings: Timings = field(default_factory=Timings)
     shutdown_grace: float = 2.0
     """On ``stop()``: SIGTERM, this long, then SIGKILL."""
+    service_proxy: bool = True
+    """Run the node's Service proxy (kube-proxy) with the kubelet."""
 
 
 class LogStream:
@@ -89,6 +92,10 @@ class Kubelet:
         self._tasks: set[asyncio.Task[None]] = set()
         self._started = False
         self._stopping = False
+        self.proxy: ServiceProxy | None = (
+            ServiceProxy(cluster, ipam, events=self._events) if config.service_proxy else None
+        )
+        """The node's kube-proxy: Service ClusterIPs and LoadBalancer addresses."""
 
     # ----------------------------------------------------------- lifecycle
 
@@ -100,6 +107,8 @@ class Kubelet:
         self._started = True
         for pod in self._cluster.store.list("pods"):
             self._on_change("ADDED", "pods", pod)
+        if self.proxy is not None:
+            await self.proxy.start()
 
     async def stop(self) -> None:
         """Stop every container (SIGTERM, a short grace, SIGKILL); no process survives."""
@@ -107,6 +116,8 @@ class Kubelet:
         unsubscribe = getattr(self._cluster, "unsubscribe", None)
         if unsubscribe is not None:
             unsubscribe(self._on_change)
+        if self.proxy is not None:
+            await self.proxy.stop()
         workers = list(self.workers.values())
         await asyncio.gather(
             *(worker.stop(self.config.shutdown_grace) for worker in workers),

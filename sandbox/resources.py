@@ -89,7 +89,7 @@ def _r(
 RESOURCES: tuple[ResourceType, ...] = (
     _r("", "Namespace", "namespaces", namespaced=False, short=("ns",)),
     _r("", "Pod", "pods", short=("po",), sub=("status", "log", "portforward"), all_category=True),
-    _r("", "Service", "services", short=("svc",), all_category=True),
+    _r("", "Service", "services", short=("svc",), sub=("status",), all_category=True),
     _r("", "Endpoints", "endpoints", short=("ep",)),
     _r("", "ConfigMap", "configmaps", short=("cm",)),
     _r("", "Secret", "secrets"),
@@ -129,7 +129,7 @@ RESOURCES: tuple[ResourceType, ...] = (
         "mutatingwebhookconfigurations",
         namespaced=False,
     ),
-    _r("networking.k8s.io", "Ingress", "ingresses", short=("ing",)),
+    _r("networking.k8s.io", "Ingress", "ingresses", short=("ing",), sub=("status",)),
     _r("coordination.k8s.io", "Lease", "leases"),
     _r("discovery.k8s.io", "EndpointSlice", "endpointslices"),
 )

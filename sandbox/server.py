@@ -246,7 +246,7 @@ class Sandbox:
             module = None
         install = getattr(module, "install", None)
         if install is not None:
-            await install(self.cluster)
+            await install(self.cluster, ca=self.ca)
             return
         for resource, obj in _demo_objects():
             try:

@@ -11,7 +11,8 @@ reads them: the port of the subset whose port name matches the Service port,
 and only ``addresses`` (ready), never ``notReadyAddresses``. A named
 ``targetPort`` is resolved against each endpoint's pod (``targetRef``), so a
 pod whose port was renamed is reached on whatever port now carries the name.
-Headless Services (``clusterIP: None``) get no listener.
+Headless Services (``clusterIP: None``) get no listener. A LoadBalancer's
+address also serves each port's ``nodePort``, which needs no privileges.
 
 Ports below 1024 need privileges on most machines; a port the proxy cannot
 bind is reported as a Warning Event on the Service rather than failing it.
@@ -186,6 +187,9 @@ class ServiceProxy:
                     continue
                 for address in addresses:
                     wanted[(address, int(port["port"]), protocol)] = port
+                if len(addresses) > 1 and port.get("nodePort"):
+                    # The node port on the balancer's address: no privileges needed
+                    wanted[(addresses[1], int(port["nodePort"]), protocol)] = port
         elif current.lb_ip is not None:
             self._ipam.release_service_ip(current.lb_ip)
             current.lb_ip = None
@@ -263,7 +267,8 @@ class ServiceProxy:
             (
                 p
                 for p in spec.get("ports") or []
-                if int(p["port"]) == port and p.get("protocol", "TCP") == protocol
+                if port in (int(p["port"]), int(p.get("nodePort") or 0))
+                and p.get("protocol", "TCP") == protocol
             ),
             None,
         )

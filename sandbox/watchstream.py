@@ -26,6 +26,7 @@ from sandbox.cluster import Cluster
 from sandbox.errors import ApiError, bad_request
 from sandbox.resources import ResourceType
 from sandbox.selectors import FieldSelector, LabelSelector
+from sandbox.tables import table
 from sandbox.watch import Event
 
 __all__ = ["serve_watch"]
@@ -34,7 +35,15 @@ _DEFAULT_TIMEOUT = 1800.0
 _POLL = 0.5
 
 
-def _line(event_type: str, obj: dict[str, Any]) -> bytes:
+def _line(
+    event_type: str,
+    obj: dict[str, Any],
+    rt: ResourceType | None = None,
+    as_table: str | None = None,
+) -> bytes:
+    if as_table and rt is not None:
+        meta = {"resourceVersion": obj["metadata"].get("resourceVersion", "")}
+        obj = table(rt, [obj], as_table, meta)
     return json.dumps({"type": event_type, "object": obj}, separators=(",", ":")).encode() + b"\n"
 
 
@@ -68,7 +77,9 @@ async def serve_watch(
     *,
     closing: asyncio.Event,
     bookmark_interval: float,
+    as_table: str | None = None,
 ) -> web.StreamResponse:
+    """Stream the events of ``rt`` (in ``namespace``), as ``Table`` rows if ``as_table``."""
     labels = LabelSelector(options.label_selector)
     fields = FieldSelector(options.field_selector)
     version = options.resource_version
@@ -96,7 +107,7 @@ async def serve_watch(
             return response
         for obj in initial:
             if labels.matches(obj) and fields.matches(obj):
-                await response.write(_line("ADDED", obj))
+                await response.write(_line("ADDED", obj, rt, as_table))
         await _pump(
             request,
             response,
@@ -108,6 +119,7 @@ async def serve_watch(
             closing,
             bookmark_interval,
             rt,
+            as_table,
         )
     except (ConnectionResetError, asyncio.CancelledError):
         pass
@@ -128,6 +140,7 @@ async def _pump(
     closing: asyncio.Event,
     bookmark_interval: float,
     rt: ResourceType,
+    as_table: str | None,
 ) -> None:
     timeout = options.timeout_seconds if options.timeout_seconds else _DEFAULT_TIMEOUT
     deadline = time.monotonic() + timeout
@@ -143,7 +156,7 @@ async def _pump(
         if event is not None:
             seen = _translate(event, labels, fields)
             if seen is not None:
-                await response.write(_line(*seen))
+                await response.write(_line(*seen, rt, as_table))
                 last_sent = time.monotonic()
             continue
         if options.allow_bookmarks and time.monotonic() - last_sent >= bookmark_interval:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+import anyio
 from textual import work
 from textual.app import App
 from textual.worker import Worker, WorkerState
@@ -26,9 +27,11 @@ if TYPE_CHECKING:
     from core.models import WorkloadInfo
     from tui.source import ClusterSource, InterceptOutcome
 
+CLOSE_TIMEOUT = 10.0
+"""Seconds quitting waits for intercepts to be left before exiting anyway."""
 Connect = Callable[[], Awaitable["ClusterSource"]]
 
-TRANSIENT_GROUPS = frozenset({"load", "changes", "traffic", "session", "detect"})
+TRANSIENT_GROUPS = frozenset({"load", "changes", "traffic", "session", "detect", "serve"})
 """Background workers whose failures are notified, not shown in a modal."""
 
 
@@ -55,14 +58,19 @@ class WaylayApp(App[None]):
 
     @work(exclusive=True, group="connect", exit_on_error=False)
     async def open_source(self) -> None:
-        self.source = await self.connect()
+        self.serve(await self.connect())
+
+    @work(exclusive=True, group="serve", exit_on_error=False)
+    async def serve(self, source: ClusterSource) -> None:
+        """Adopt ``source`` and keep it running (its manager session) until replaced."""
+        self.source = source
         self.main.start()
+        await source.run()
 
     @work(exclusive=True, group="context", exit_on_error=False)
     async def switch_context(self, name: str) -> None:
         assert self.source is not None
-        self.source = await self.source.switch_context(name)
-        self.main.start()
+        self.serve(await self.source.switch_context(name))
         self.main.post_message(m.ContextSwitched(name))
         self.notify(f"switched to {name}", title="context")
 
@@ -112,23 +120,26 @@ class WaylayApp(App[None]):
 
     # --------------------------------------------------------------- quit
 
-    async def ask_quit(self, mine: int) -> None:
+    def ask_quit(self, mine: int) -> None:
+        """Quit; with intercepts of ours running, ask whether to keep them."""
         if mine == 0 or self.source is None:
-            await self.close_and_exit(keep=True)
+            self.close_and_exit(keep=True)
             return
 
         def chosen(choice: QuitChoice | None) -> None:
             if choice in ("keep", "leave"):
-                self.run_worker(
-                    self.close_and_exit(keep=choice == "keep"), group="quit", exit_on_error=False
-                )
+                self.close_and_exit(keep=choice == "keep")
 
-        self.push_screen(QuitModal(mine), chosen)
+        self.push_screen(QuitModal(mine, can_keep=self.source.keeps_intercepts), chosen)
 
+    @work(exclusive=True, group="quit", exit_on_error=False)
     async def close_and_exit(self, *, keep: bool) -> None:
-        if self.source is not None:
-            await self.source.close(keep_intercepts=keep)
-        self.exit()
+        try:
+            if self.source is not None:
+                with anyio.move_on_after(CLOSE_TIMEOUT):
+                    await self.source.close(keep_intercepts=keep)
+        finally:
+            self.exit()
 
 
 def run(argv: list[str] | None = None) -> None:

@@ -30,7 +30,6 @@ class SessionInfo:
     manager_version: str
     healthy: bool
     logged_in: bool = True
-    admin: bool = False
 
 
 @dataclass(frozen=True)
@@ -45,6 +44,13 @@ ProgressFn = Callable[[str], None]
 
 
 class ClusterSource(Protocol):
+    keeps_intercepts: bool
+    """Whether ``close(keep_intercepts=True)`` leaves them running (a daemon holds them)."""
+
+    async def run(self) -> None:
+        """Keep background connections (the manager session) alive until cancelled."""
+        ...
+
     @property
     def context(self) -> ContextInfo: ...
 

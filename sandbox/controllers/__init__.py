@@ -8,29 +8,16 @@ as a task next to the garbage collector and the kubelet.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 
-from . import deployment, endpoints, replicaset, serviceaccount, statefulset
+from . import deployment, endpoints, replicaset, statefulset
 from ._base import ClusterLike
 
-__all__ = ["CONTROLLERS", "run_all"]
+__all__ = ["CONTROLLERS"]
 
 CONTROLLERS: list[Callable[[ClusterLike], Awaitable[None]]] = [
     deployment.run,
     replicaset.run,
     statefulset.run,
     endpoints.run,
-    serviceaccount.run,
 ]
-
-
-async def run_all(cluster: ClusterLike) -> None:
-    """Run every controller until cancelled."""
-
-    async def one(controller: Callable[[ClusterLike], Awaitable[None]]) -> None:
-        await controller(cluster)
-
-    async with asyncio.TaskGroup() as tg:
-        for controller in CONTROLLERS:
-            tg.create_task(one(controller))

@@ -107,7 +107,8 @@ class Controller(ABC):
                 again = await self.reconcile(key)
             except ApiError as exc:
                 delay = self.queue.add_rate_limited(key)
-                level = logging.DEBUG if exc.code == 409 else logging.WARNING
+                # 409: raced with another writer; 404: the object went meanwhile.
+                level = logging.DEBUG if exc.code in (404, 409) else logging.WARNING
                 log.log(level, "%s %s/%s: %r; retry in %.3fs", self.name, *key, exc, delay)
             except RetryLater as exc:
                 delay = self.queue.add_rate_limited(key)

@@ -179,14 +179,14 @@ class DeploymentController(Controller):
         current = self.store.get(RESOURCE, ns, name)
         if current is None:
             return None
-        d = clone(current)
+        d = current  # the store hands out copies
         stored_status = clone(d.get("status") or {})
         selector = (d.get("spec") or {}).get("selector")
         rs_list = await claim(
             self.cluster,
             REPLICASETS,
             d,
-            [clone(rs) for rs in self.store.list(REPLICASETS, ns)],
+            self.store.list(REPLICASETS, ns),
             lambda rs: matches_selector(selector, labels_of(rs)),
         )
         sync = _Sync(self.cluster, d, rs_list, stored_status)

@@ -116,7 +116,7 @@ class EndpointsController(Controller):
             try:
                 await self.cluster.create("endpoints", body, namespace=ns)
             except ApiError as exc:
-                if exc.code != 404:  # the namespace is going away
+                if exc.code not in (403, 404):  # the namespace is going away
                     raise
             return
         if (current.get("subsets") or []) == subsets and labels_of(current) == labels:
@@ -177,7 +177,7 @@ class EndpointsController(Controller):
         try:
             await self.cluster.create(SLICES, body, namespace=service["metadata"]["namespace"])
         except ApiError as exc:
-            if exc.code != 404:
+            if exc.code not in (403, 404):  # the namespace is going away
                 raise
 
     async def _delete(self, resource: str, ns: str, name: str) -> None:

@@ -22,7 +22,6 @@ from sandbox.errors import ApiError
 from ._base import ClusterLike, Controller, Key, RetryLater
 from ._meta import (
     Obj,
-    clone,
     controller_ref,
     is_active,
     is_available,
@@ -69,10 +68,10 @@ class ReplicaSetController(Controller):
         current = self.store.get(RESOURCE, ns, name)
         if current is None:
             return None  # its pods go with it through garbage collection
-        rs = clone(current)
+        rs = current  # the store hands out copies
         spec = rs.get("spec") or {}
         selector = spec.get("selector")
-        pods = [clone(p) for p in self.store.list("pods", ns) if is_active(p)]
+        pods = [p for p in self.store.list("pods", ns) if is_active(p)]
         pods = await claim(
             self.cluster, "pods", rs, pods, lambda p: matches_selector(selector, labels_of(p))
         )

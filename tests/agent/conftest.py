@@ -34,6 +34,32 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+class Freezable(anyio.abc.ByteStream):
+    """A byte stream that can be frozen: it then neither reads nor writes (a hung peer)."""
+
+    def __init__(self, inner: anyio.abc.ByteStream) -> None:
+        self.inner = inner
+        self.frozen = anyio.Event()
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        if self.frozen.is_set():
+            await anyio.sleep_forever()
+        data = await self.inner.receive(max_bytes)
+        if self.frozen.is_set():
+            await anyio.sleep_forever()
+        return data
+
+    async def send(self, item: bytes) -> None:
+        if not self.frozen.is_set():
+            await self.inner.send(item)
+
+    async def send_eof(self) -> None:
+        await self.inner.send_eof()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
 def _app(name: str) -> web.Application:
     async def hello(request: web.Request) -> web.StreamResponse:
         body = await request.read()
@@ -176,6 +202,7 @@ def intercept(
 @dataclass
 class Client:
     tunnel: ClientTunnel
+    sock: Freezable
     messages: list[Message]
     targets: dict[str, LocalTarget]
 
@@ -205,7 +232,7 @@ class AgentEnv:
         ping_timeout: float = 6.0,
     ) -> Client:
         host, port = self.agent.tunnels.address
-        sock = await anyio.connect_tcp(host, port)
+        sock = Freezable(await anyio.connect_tcp(host, port))
         messages: list[Message] = []
         table = dict(targets or {})
         tunnel = ClientTunnel(
@@ -219,7 +246,7 @@ class AgentEnv:
         )
         await self.tg.start(tunnel.run)
         await wait_for(lambda: self.agent.sessions.live(session) is not None)
-        client = Client(tunnel, messages, table)
+        client = Client(tunnel, sock, messages, table)
         self.clients.append(client)
         return client
 
@@ -244,12 +271,23 @@ async def agent_env(app: tuple[str, int], echo_server: EchoServer) -> AsyncItera
     udp_t, _ = await loop.create_datagram_endpoint(_UdpEcho, local_addr=("127.0.0.1", 0))
     udp_port = udp_t.get_extra_info("sockname")[1]
     ports = [
-        TakeoverPort(service="hello", service_port=80, app_container="app", app_port=app[1], agent_port=0),
         TakeoverPort(
-            service="hello", service_port=9000, app_container="app", app_port=echo_server.port, agent_port=0
+            service="hello", service_port=80, app_container="app", app_port=app[1], agent_port=0
         ),
         TakeoverPort(
-            service="hello", service_port=53, protocol="UDP", app_container="app", app_port=udp_port, agent_port=0
+            service="hello",
+            service_port=9000,
+            app_container="app",
+            app_port=echo_server.port,
+            agent_port=0,
+        ),
+        TakeoverPort(
+            service="hello",
+            service_port=53,
+            protocol="UDP",
+            app_container="app",
+            app_port=udp_port,
+            agent_port=0,
         ),
     ]
     settings = AgentSettings(

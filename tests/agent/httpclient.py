@@ -36,13 +36,23 @@ class HttpConn:
         await self.writer.drain()
 
     async def request(
-        self, path: str = "/", *, method: str = "GET", headers: dict[str, str] | None = None, body: bytes = b""
+        self,
+        path: str = "/",
+        *,
+        method: str = "GET",
+        headers: dict[str, str] | None = None,
+        body: bytes = b"",
     ) -> Reply:
         await self.send_request(path, method=method, headers=headers, body=body)
         return await self.read_reply()
 
     async def send_request(
-        self, path: str = "/", *, method: str = "GET", headers: dict[str, str] | None = None, body: bytes = b""
+        self,
+        path: str = "/",
+        *,
+        method: str = "GET",
+        headers: dict[str, str] | None = None,
+        body: bytes = b"",
     ) -> None:
         hdrs = [("host", "hello")] + list((headers or {}).items())
         if body or method in ("POST", "PUT"):

@@ -81,7 +81,9 @@ async def test_pipelining_in_order(agent_env: AgentEnv, workstation: tuple[str, 
     assert [r.text for r in replies] == want
 
 
-async def test_chunked_and_expect_continue(agent_env: AgentEnv, workstation: tuple[str, int]) -> None:
+async def test_chunked_and_expect_continue(
+    agent_env: AgentEnv, workstation: tuple[str, int]
+) -> None:
     await _personal(agent_env, workstation)
     for dev in ("alice", "nobody"):
         conn = await HttpConn.open(agent_env.http_port)
@@ -115,7 +117,9 @@ async def test_websocket_upgrade(agent_env: AgentEnv, workstation: tuple[str, in
                 assert msg.data == f"{who}:hi"
 
 
-async def test_non_http_and_h2_preface_pass_through(agent_env: AgentEnv, workstation: tuple[str, int]) -> None:
+async def test_non_http_and_h2_preface_pass_through(
+    agent_env: AgentEnv, workstation: tuple[str, int]
+) -> None:
     await _personal(agent_env, workstation)
     # the app is an HTTP server: it answers binary garbage and an h2 preface itself
     for first in (b"\x16\x03\x01\x00\x05hello", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"):
@@ -162,7 +166,9 @@ async def test_fail_open_and_502(agent_env: AgentEnv, workstation: tuple[str, in
     assert client2.tunnel.closed is False
 
 
-async def test_conflict_refusal_names_holder(agent_env: AgentEnv, workstation: tuple[str, int]) -> None:
+async def test_conflict_refusal_names_holder(
+    agent_env: AgentEnv, workstation: tuple[str, int]
+) -> None:
     holder = intercept("first", headers={"x-dev": "alice"}, age=0)
     later = intercept("second", session=OTHER, headers={"x-dev": "alice", "x-more": "1"}, age=5)
     coexist = intercept("third", session=OTHER, headers={"x-dev": "bob"}, age=6)
@@ -170,7 +176,11 @@ async def test_conflict_refusal_names_holder(agent_env: AgentEnv, workstation: t
     client = await agent_env.connect(OTHER, targets={coexist.id: LocalTarget(*workstation)})
     await wait_for(lambda: any(isinstance(m, ErrorReply) for m in client.messages))
     err = next(m for m in client.messages if isinstance(m, ErrorReply))
-    assert err.error.code == "conflict" and "user-sess-a" in err.error.message and holder.id in err.error.message
+    assert (
+        err.error.code == "conflict"
+        and "user-sess-a" in err.error.message
+        and holder.id in err.error.message
+    )
     conn = await HttpConn.open(agent_env.http_port)
     assert (await conn.request("/z", headers={"x-dev": "bob"})).text == "workstation:/z"
     conn.close()

@@ -44,7 +44,9 @@ async def until(
 def pods(cluster: Cluster, ns: str = "default", **labels: str) -> list[Obj]:
     found = cluster.store.list("pods", ns)
     return [
-        p for p in found if all((p["metadata"].get("labels") or {}).get(k) == v for k, v in labels.items())
+        p
+        for p in found
+        if all((p["metadata"].get("labels") or {}).get(k) == v for k, v in labels.items())
     ]
 
 

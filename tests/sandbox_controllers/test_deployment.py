@@ -65,18 +65,24 @@ def rolled_out(cluster: Cluster, name: str) -> bool:
 async def ready_all(cluster: Cluster, app: str, until_done: str | None = None) -> None:
     """Play the kubelet: make every pod of ``app`` Ready until the Deployment rolled out."""
     name = until_done or app
-    while not (rolled_out(cluster, name) and condition(get(cluster, DEPLOY, name), "Progressing").get("reason") == "NewReplicaSetAvailable"):
+    while not (
+        rolled_out(cluster, name)
+        and condition(get(cluster, DEPLOY, name), "Progressing").get("reason")
+        == "NewReplicaSetAvailable"
+    ):
         pending = await until(
             cluster,
-            lambda: [
-                p
-                for p in pods(cluster, app=app)
-                if not is_ready(p) and not p["metadata"].get("deletionTimestamp")
-            ]
-            or (
-                rolled_out(cluster, name)
-                and condition(get(cluster, DEPLOY, name), "Progressing").get("reason")
-                == "NewReplicaSetAvailable"
+            lambda: (
+                [
+                    p
+                    for p in pods(cluster, app=app)
+                    if not is_ready(p) and not p["metadata"].get("deletionTimestamp")
+                ]
+                or (
+                    rolled_out(cluster, name)
+                    and condition(get(cluster, DEPLOY, name), "Progressing").get("reason")
+                    == "NewReplicaSetAvailable"
+                )
             ),
             what=f"{name} to make progress",
         )
@@ -108,7 +114,9 @@ async def test_first_rollout(cluster: Cluster) -> None:
     progressing = condition(d, "Progressing")
     assert progressing["status"] == "True"
     assert progressing["message"] == f'ReplicaSet "hello-{pod_hash}" has successfully progressed.'
-    assert all(p["metadata"]["labels"]["pod-template-hash"] == pod_hash for p in pods(cluster, app="hello"))
+    assert all(
+        p["metadata"]["labels"]["pod-template-hash"] == pod_hash for p in pods(cluster, app="hello")
+    )
 
 
 async def test_rolling_update_respects_surge_and_unavailability(cluster: Cluster) -> None:
@@ -134,7 +142,11 @@ async def test_rolling_update_respects_surge_and_unavailability(cluster: Cluster
         DEPLOY,
         "default",
         "hello",
-        {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "demo/hello:2"}]}}}},
+        {
+            "spec": {
+                "template": {"spec": {"containers": [{"name": "app", "image": "demo/hello:2"}]}}
+            }
+        },
         patch_type="strategic",
     )
     await until(cluster, lambda: len(replicasets(cluster, "hello")) == 2)
@@ -144,7 +156,11 @@ async def test_rolling_update_respects_surge_and_unavailability(cluster: Cluster
     assert worst["specified"] <= 5, worst
     assert worst["ready"] >= 3, worst
     old = get(cluster, RS, first["metadata"]["name"])
-    (new,) = [rs for rs in replicasets(cluster, "hello") if rs["metadata"]["uid"] != first["metadata"]["uid"]]
+    (new,) = [
+        rs
+        for rs in replicasets(cluster, "hello")
+        if rs["metadata"]["uid"] != first["metadata"]["uid"]
+    ]
     assert old["spec"]["replicas"] == 0
     assert new["spec"]["replicas"] == 4
     assert new["metadata"]["annotations"][REVISION] == "2"
@@ -161,16 +177,30 @@ async def test_percentages_and_default_strategy(cluster: Cluster) -> None:
         DEPLOY,
         "default",
         "hello",
-        {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "demo/hello:2"}]}}}},
+        {
+            "spec": {
+                "template": {"spec": {"containers": [{"name": "app", "image": "demo/hello:2"}]}}
+            }
+        },
         patch_type="strategic",
     )
     new = await until(
         cluster,
-        lambda: [rs for rs in replicasets(cluster, "hello") if rs["metadata"]["annotations"].get(REVISION) == "2"],
+        lambda: [
+            rs
+            for rs in replicasets(cluster, "hello")
+            if rs["metadata"]["annotations"].get(REVISION) == "2"
+        ],
     )
     # The first step: the new ReplicaSet surges by one, the old one drops by one.
-    await until(cluster, lambda: get(cluster, RS, new[0]["metadata"]["name"])["spec"]["replicas"] == 2)
-    old = [rs for rs in replicasets(cluster, "hello") if rs["metadata"]["uid"] != new[0]["metadata"]["uid"]]
+    await until(
+        cluster, lambda: get(cluster, RS, new[0]["metadata"]["name"])["spec"]["replicas"] == 2
+    )
+    old = [
+        rs
+        for rs in replicasets(cluster, "hello")
+        if rs["metadata"]["uid"] != new[0]["metadata"]["uid"]
+    ]
     assert old[0]["spec"]["replicas"] == 3
     await ready_all(cluster, "hello")
 
@@ -182,7 +212,9 @@ async def test_restart_and_rollback_make_new_revisions(cluster: Cluster) -> None
     restart = {
         "spec": {
             "template": {
-                "metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": "2026-11-21T00:00:00Z"}}
+                "metadata": {
+                    "annotations": {"kubectl.kubernetes.io/restartedAt": "2026-11-21T00:00:00Z"}
+                }
             }
         }
     }
@@ -197,7 +229,9 @@ async def test_restart_and_rollback_make_new_revisions(cluster: Cluster) -> None
     await cluster.update(DEPLOY, d)
     await until(
         cluster,
-        lambda: get(cluster, RS, first["metadata"]["name"])["metadata"]["annotations"][REVISION] == "3",
+        lambda: (
+            get(cluster, RS, first["metadata"]["name"])["metadata"]["annotations"][REVISION] == "3"
+        ),
     )
     await ready_all(cluster, "hello")
     assert len(replicasets(cluster, "hello")) == 2
@@ -221,14 +255,20 @@ async def test_recreate_never_overlaps(cluster: Cluster) -> None:
         DEPLOY,
         "default",
         "hello",
-        {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "demo/hello:2"}]}}}},
+        {
+            "spec": {
+                "template": {"spec": {"containers": [{"name": "app", "image": "demo/hello:2"}]}}
+            }
+        },
         patch_type="strategic",
     )
     await until(cluster, lambda: len(replicasets(cluster, "hello")) == 2)
     await ready_all(cluster, "hello")
     cluster.unsubscribe(watch)
     assert not overlap
-    assert {p["spec"]["containers"][0]["image"] for p in pods(cluster, app="hello")} == {"demo/hello:2"}
+    assert {p["spec"]["containers"][0]["image"] for p in pods(cluster, app="hello")} == {
+        "demo/hello:2"
+    }
 
 
 async def test_scaling_a_finished_deployment(cluster: Cluster) -> None:
@@ -256,8 +296,12 @@ async def test_revision_history_limit_prunes_old_replicasets(cluster: Cluster) -
             patch_type="strategic",
         )
     await ready_all(cluster, "hello")
-    await until(cluster, lambda: len(replicasets(cluster, "hello")) == 2, what="one old ReplicaSet kept")
-    revisions = sorted(rs["metadata"]["annotations"][REVISION] for rs in replicasets(cluster, "hello"))
+    await until(
+        cluster, lambda: len(replicasets(cluster, "hello")) == 2, what="one old ReplicaSet kept"
+    )
+    revisions = sorted(
+        rs["metadata"]["annotations"][REVISION] for rs in replicasets(cluster, "hello")
+    )
     assert revisions == ["2", "3"]
 
 
@@ -265,9 +309,11 @@ async def test_progress_deadline_exceeded(cluster: Cluster) -> None:
     await cluster.create(DEPLOY, deployment("hello", 1, progressDeadlineSeconds=1))
     d = await until(
         cluster,
-        lambda: condition(d := get(cluster, DEPLOY, "hello"), "Progressing").get("reason")
-        == "ProgressDeadlineExceeded"
-        and d,
+        lambda: (
+            condition(d := get(cluster, DEPLOY, "hello"), "Progressing").get("reason")
+            == "ProgressDeadlineExceeded"
+            and d
+        ),
         timeout=8,
     )
     cond = condition(d, "Progressing")

@@ -36,7 +36,9 @@ def service(name: str, selector: dict[str, str] | None, **spec: Any) -> dict[str
     return body
 
 
-async def make_pod(cluster: Cluster, name: str, *, ready: bool | None, app: str = "hello", **ports: int) -> dict[str, Any]:
+async def make_pod(
+    cluster: Cluster, name: str, *, ready: bool | None, app: str = "hello", **ports: int
+) -> dict[str, Any]:
     body = {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -93,7 +95,13 @@ async def test_ready_and_not_ready_addresses(cluster: Cluster) -> None:
     assert endpoints(cluster, "hello")["metadata"]["labels"] == {"team": "a"}  # type: ignore[index]
     # b becomes ready: it moves to addresses.
     await mark_ready(cluster, b)
-    await until(cluster, lambda: ips(subsets(cluster, "hello")[0].get("addresses")) == sorted([a["status"]["podIP"], b["status"]["podIP"]]))
+    await until(
+        cluster,
+        lambda: (
+            ips(subsets(cluster, "hello")[0].get("addresses"))
+            == sorted([a["status"]["podIP"], b["status"]["podIP"]])
+        ),
+    )
 
 
 async def test_named_target_port_resolves_per_pod(cluster: Cluster) -> None:
@@ -101,10 +109,16 @@ async def test_named_target_port_resolves_per_pod(cluster: Cluster) -> None:
     b = await make_pod(cluster, "b", ready=True, http=9090)
     await make_pod(cluster, "c", ready=True, metrics=9100)  # no port named http
     await cluster.create("services", service("hello", {"app": "hello"}))
-    found = await until(cluster, lambda: len(subsets(cluster, "hello")) == 2 and subsets(cluster, "hello"))
+    found = await until(
+        cluster, lambda: len(subsets(cluster, "hello")) == 2 and subsets(cluster, "hello")
+    )
     by_port = {s["ports"][0]["port"]: ips(s["addresses"]) for s in found}
     assert by_port == {8080: [a["status"]["podIP"]], 9090: [b["status"]["podIP"]]}
-    (ports_8080,) = [s for s in slices(cluster, "hello") if s.get("ports") == [{"name": "web", "port": 8080, "protocol": "TCP"}]]
+    (ports_8080,) = [
+        s
+        for s in slices(cluster, "hello")
+        if s.get("ports") == [{"name": "web", "port": 8080, "protocol": "TCP"}]
+    ]
     assert [e["addresses"] for e in ports_8080["endpoints"]] == [[a["status"]["podIP"]]]
 
 
@@ -112,8 +126,12 @@ async def test_relabelled_pod_leaves_the_service(cluster: Cluster) -> None:
     await make_pod(cluster, "a", ready=True, http=8080)
     await cluster.create("services", service("hello", {"app": "hello"}))
     await until(cluster, lambda: subsets(cluster, "hello"))
-    await cluster.patch("pods", "default", "a", {"metadata": {"labels": {"app": "gone"}}}, patch_type="merge")
-    await until(cluster, lambda: endpoints(cluster, "hello") is not None and not subsets(cluster, "hello"))
+    await cluster.patch(
+        "pods", "default", "a", {"metadata": {"labels": {"app": "gone"}}}, patch_type="merge"
+    )
+    await until(
+        cluster, lambda: endpoints(cluster, "hello") is not None and not subsets(cluster, "hello")
+    )
     await until(cluster, lambda: [s.get("endpoints") for s in slices(cluster, "hello")] == [[]])
 
 
@@ -138,7 +156,9 @@ async def test_deleting_the_service_deletes_endpoints_and_slices(cluster: Cluste
     await cluster.create("services", service("hello", {"app": "hello"}))
     await until(cluster, lambda: subsets(cluster, "hello") and slices(cluster, "hello"))
     await cluster.delete("services", "default", "hello")
-    await until(cluster, lambda: endpoints(cluster, "hello") is None and not slices(cluster, "hello"))
+    await until(
+        cluster, lambda: endpoints(cluster, "hello") is None and not slices(cluster, "hello")
+    )
 
 
 async def test_slices_mark_terminating_endpoints(cluster: Cluster, reaper: PodReaper) -> None:
@@ -170,8 +190,10 @@ async def test_slices_mark_terminating_endpoints(cluster: Cluster, reaper: PodRe
     await cluster.delete("pods", "default", "a")
     await until(
         cluster,
-        lambda: [e["conditions"] for e in slices(cluster, "hello")[0]["endpoints"]]
-        == [{"ready": False, "serving": True, "terminating": True}],
+        lambda: (
+            [e["conditions"] for e in slices(cluster, "hello")[0]["endpoints"]]
+            == [{"ready": False, "serving": True, "terminating": True}]
+        ),
     )
     assert not subsets(cluster, "hello")  # Endpoints drop terminating pods at once
     reaper.release()
@@ -200,14 +222,18 @@ async def test_headless_service_without_ports(cluster: Cluster) -> None:
     assert subset["addresses"][0]["ip"] == pod["status"]["podIP"]
     ep = endpoints(cluster, "db")
     assert ep is not None and ep["metadata"]["labels"]["service.kubernetes.io/headless"] == ""
-    (slice_,) = await until(cluster, lambda: (s := slices(cluster, "db")) and s[0]["endpoints"] and s)
+    (slice_,) = await until(
+        cluster, lambda: (s := slices(cluster, "db")) and s[0]["endpoints"] and s
+    )
     assert slice_["endpoints"][0]["hostname"] == "db-0"
     assert "ports" not in slice_
 
 
 async def test_publish_not_ready_addresses(cluster: Cluster) -> None:
     b = await make_pod(cluster, "b", ready=False, http=8080)
-    await cluster.create("services", service("hello", {"app": "hello"}, publishNotReadyAddresses=True))
+    await cluster.create(
+        "services", service("hello", {"app": "hello"}, publishNotReadyAddresses=True)
+    )
     (subset,) = await until(cluster, lambda: subsets(cluster, "hello"))
     assert ips(subset.get("addresses")) == [b["status"]["podIP"]]
     assert "notReadyAddresses" not in subset
@@ -222,16 +248,23 @@ async def test_follows_a_renamed_named_port_through_a_rollout(cluster: Cluster) 
         return [
             p
             for p in cluster.store.list("pods", "default")
-            if not (p.get("status") or {}).get("podIP") and not p["metadata"].get("deletionTimestamp")
+            if not (p.get("status") or {}).get("podIP")
+            and not p["metadata"].get("deletionTimestamp")
         ]
 
     async def run_pods(port: int) -> None:
         while True:
             found = await until(
                 cluster,
-                lambda: pending()
-                or [s["ports"][0]["port"] for s in subsets(cluster, "hello") if len(s.get("addresses") or []) == 2]
-                == [port],
+                lambda: (
+                    pending()
+                    or [
+                        s["ports"][0]["port"]
+                        for s in subsets(cluster, "hello")
+                        if len(s.get("addresses") or []) == 2
+                    ]
+                    == [port]
+                ),
                 what=f"pods to run or endpoints on {port}",
             )
             if found is True:
@@ -242,8 +275,16 @@ async def test_follows_a_renamed_named_port_through_a_rollout(cluster: Cluster) 
     template = {
         "spec": {
             "containers": [
-                {"name": "app", "image": "demo/hello:1", "ports": [{"name": "wl-http", "containerPort": 8080}]},
-                {"name": "agent", "image": "waylay/agent:1", "ports": [{"name": "http", "containerPort": 9900}]},
+                {
+                    "name": "app",
+                    "image": "demo/hello:1",
+                    "ports": [{"name": "wl-http", "containerPort": 8080}],
+                },
+                {
+                    "name": "agent",
+                    "image": "waylay/agent:1",
+                    "ports": [{"name": "http", "containerPort": 9900}],
+                },
             ]
         }
     }
@@ -254,4 +295,6 @@ async def test_follows_a_renamed_named_port_through_a_rollout(cluster: Cluster) 
     await run_pods(9900)
     (subset,) = subsets(cluster, "hello")
     assert subset["ports"] == [{"name": "web", "port": 9900, "protocol": "TCP"}]
-    await until(cluster, lambda: {s["ports"][0]["port"] for s in slices(cluster, "hello")} == {9900})
+    await until(
+        cluster, lambda: {s["ports"][0]["port"] for s in slices(cluster, "hello")} == {9900}
+    )

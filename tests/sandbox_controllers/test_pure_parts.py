@@ -29,7 +29,12 @@ def pod(name: str, ip: str, *, ready: bool = True, **ports: int) -> dict[str, An
         "metadata": {"name": name, "namespace": "ns", "uid": f"uid-{name}"},
         "spec": {
             "containers": [
-                {"name": "c", "ports": [{"name": n, "containerPort": p, "protocol": "TCP"} for n, p in ports.items()]}
+                {
+                    "name": "c",
+                    "ports": [
+                        {"name": n, "containerPort": p, "protocol": "TCP"} for n, p in ports.items()
+                    ],
+                }
             ]
         },
         "status": {
@@ -42,7 +47,10 @@ def pod(name: str, ip: str, *, ready: bool = True, **ports: int) -> dict[str, An
 
 SERVICE = {
     "metadata": {"name": "svc", "namespace": "ns"},
-    "spec": {"clusterIP": "127.1.128.1", "ports": [{"name": "web", "port": 80, "targetPort": "http", "protocol": "TCP"}]},
+    "spec": {
+        "clusterIP": "127.1.128.1",
+        "ports": [{"name": "web", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+    },
 }
 
 
@@ -77,7 +85,10 @@ def test_subsets_grouped_by_port_set() -> None:
         pod("d", "10.0.0.12", other=1),
     ]
     subsets = endpoints_subsets(SERVICE, pods)
-    assert [[a["ip"] for a in s.get("addresses", [])] for s in subsets] == [["10.0.0.9", "10.0.0.10"], []]
+    assert [[a["ip"] for a in s.get("addresses", [])] for s in subsets] == [
+        ["10.0.0.9", "10.0.0.10"],
+        [],
+    ]
     assert subsets[1]["notReadyAddresses"][0]["ip"] == "10.0.0.11"
     assert [s["ports"] for s in subsets] == [
         [{"name": "web", "port": 8080, "protocol": "TCP"}],

@@ -46,7 +46,9 @@ def status(cluster: Cluster, name: str) -> dict[str, Any]:
 
 async def test_creates_owned_pods_and_counts_ready_ones(cluster: Cluster) -> None:
     rs = await cluster.create(RS, replicaset("web", 3))
-    created = await until(cluster, lambda: len(pods(cluster, app="web")) == 3 and pods(cluster, app="web"))
+    created = await until(
+        cluster, lambda: len(pods(cluster, app="web")) == 3 and pods(cluster, app="web")
+    )
     for pod in created:
         meta = pod["metadata"]
         assert meta["name"].startswith("web-") and len(meta["name"]) == len("web-") + 5
@@ -76,25 +78,33 @@ async def test_creates_owned_pods_and_counts_ready_ones(cluster: Cluster) -> Non
 
 async def test_scale_down_deletes_not_ready_pods_first(cluster: Cluster) -> None:
     await cluster.create(RS, replicaset("web", 3))
-    created = await until(cluster, lambda: len(pods(cluster, app="web")) == 3 and pods(cluster, app="web"))
+    created = await until(
+        cluster, lambda: len(pods(cluster, app="web")) == 3 and pods(cluster, app="web")
+    )
     for pod in created[:2]:
         await mark_ready(cluster, pod)
     await until(cluster, lambda: status(cluster, "web").get("readyReplicas") == 2)
     await cluster.patch(RS, "default", "web", {"spec": {"replicas": 2}}, patch_type="merge")
-    left = await until(cluster, lambda: len(pods(cluster, app="web")) == 2 and pods(cluster, app="web"))
+    left = await until(
+        cluster, lambda: len(pods(cluster, app="web")) == 2 and pods(cluster, app="web")
+    )
     assert all(is_ready(p) for p in left)
     await until(cluster, lambda: status(cluster, "web").get("observedGeneration") == 2)
 
 
 async def test_replaces_a_deleted_pod(cluster: Cluster) -> None:
     await cluster.create(RS, replicaset("web", 2))
-    first = await until(cluster, lambda: len(pods(cluster, app="web")) == 2 and pods(cluster, app="web"))
+    first = await until(
+        cluster, lambda: len(pods(cluster, app="web")) == 2 and pods(cluster, app="web")
+    )
     await cluster.delete("pods", "default", first[0]["metadata"]["name"])
     names = {p["metadata"]["name"] for p in first}
     await until(
         cluster,
-        lambda: len(pods(cluster, app="web")) == 2
-        and {p["metadata"]["name"] for p in pods(cluster, app="web")} != names,
+        lambda: (
+            len(pods(cluster, app="web")) == 2
+            and {p["metadata"]["name"] for p in pods(cluster, app="web")} != names
+        ),
     )
 
 
@@ -129,10 +139,12 @@ async def test_releases_a_relabelled_pod_and_replaces_it(cluster: Cluster) -> No
     await until(cluster, lambda: len(pods(cluster, app="web")) == 1)
     released = await until(
         cluster,
-        lambda: not (
-            p := cluster.store.get("pods", "default", pod["metadata"]["name"])
-        )["metadata"].get("ownerReferences")
-        and p,
+        lambda: (
+            not (p := cluster.store.get("pods", "default", pod["metadata"]["name"]))[
+                "metadata"
+            ].get("ownerReferences")
+            and p
+        ),
     )
     assert released["metadata"]["labels"]["app"] == "debug"
 

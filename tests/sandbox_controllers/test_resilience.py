@@ -29,7 +29,10 @@ def replicaset(name: str) -> dict[str, Any]:
         "spec": {
             "replicas": 2,
             "selector": {"matchLabels": {"app": name}},
-            "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [container()]}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [container()]},
+            },
         },
     }
 
@@ -64,7 +67,12 @@ async def test_refused_pods_do_not_stop_the_controller(cluster: Cluster) -> None
                 "clientConfig": {"url": f"https://127.0.0.1:{closed_port()}/mutate"},
                 "objectSelector": {"matchLabels": {"app": "broken"}},
                 "rules": [
-                    {"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}
+                    {
+                        "operations": ["CREATE"],
+                        "apiGroups": [""],
+                        "apiVersions": ["v1"],
+                        "resources": ["pods"],
+                    }
                 ],
             }
         ],
@@ -72,7 +80,9 @@ async def test_refused_pods_do_not_stop_the_controller(cluster: Cluster) -> None
     await cluster.create(WEBHOOKS, webhook)
     await cluster.create(RS, replicaset("broken"))
     await cluster.create(RS, replicaset("fine"))
-    cond = await until(cluster, lambda: failure(cluster, "broken"), what="a ReplicaFailure condition")
+    cond = await until(
+        cluster, lambda: failure(cluster, "broken"), what="a ReplicaFailure condition"
+    )
     assert (cond["status"], cond["reason"]) == ("True", "FailedCreate")
     assert "failed calling webhook" in cond["message"]
     await until(cluster, lambda: len(pods(cluster, app="fine")) == 2)

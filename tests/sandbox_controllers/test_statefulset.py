@@ -58,7 +58,9 @@ async def ready_in_order(cluster: Cluster, app: str, count: int) -> None:
     for ordinal in range(count):
         name = f"{app}-{ordinal}"
         created = await until(cluster, lambda n=name: pod(cluster, n), what=name)  # type: ignore[misc]
-        assert f"{app}-{ordinal + 1}" not in names(cluster, app), "created before its predecessor was Ready"
+        assert f"{app}-{ordinal + 1}" not in names(cluster, app), (
+            "created before its predecessor was Ready"
+        )
         await mark_ready(cluster, created)
 
 
@@ -85,7 +87,9 @@ async def test_scale_down_in_reverse_order(cluster: Cluster, reaper: PodReaper) 
     await ready_in_order(cluster, "web", 3)
     reaper.hold = True
     await cluster.patch(STS, "default", "web", {"spec": {"replicas": 1}}, patch_type="merge")
-    await until(cluster, lambda: (p := pod(cluster, "web-2")) and p["metadata"].get("deletionTimestamp"))
+    await until(
+        cluster, lambda: (p := pod(cluster, "web-2")) and p["metadata"].get("deletionTimestamp")
+    )
     # web-1 waits until web-2 is gone.
     web1 = pod(cluster, "web-1")
     assert web1 is not None and not web1["metadata"].get("deletionTimestamp")
@@ -103,7 +107,7 @@ async def test_parallel_creates_all_at_once(cluster: Cluster) -> None:
 async def test_rolling_update_in_reverse_ordinal_order(cluster: Cluster) -> None:
     await cluster.create(STS, statefulset("web", 3))
     await ready_in_order(cluster, "web", 3)
-    old_revision = (await until(cluster, lambda: status(cluster, "web").get("currentRevision")))
+    old_revision = await until(cluster, lambda: status(cluster, "web").get("currentRevision"))
     await cluster.patch(
         STS,
         "default",
@@ -120,9 +124,11 @@ async def test_rolling_update_in_reverse_ordinal_order(cluster: Cluster) -> None
         name = f"web-{ordinal}"
         replaced = await until(
             cluster,
-            lambda n=name: (p := pod(cluster, n))  # type: ignore[misc]
-            and p["metadata"]["labels"]["controller-revision-hash"] == new_revision
-            and p,
+            lambda n=name: (
+                (p := pod(cluster, n))  # type: ignore[misc]
+                and p["metadata"]["labels"]["controller-revision-hash"] == new_revision
+                and p
+            ),
             what=f"{name} at the new revision",
         )
         for lower in range(ordinal):
@@ -152,6 +158,5 @@ async def test_on_delete_leaves_pods_alone(cluster: Cluster) -> None:
     await cluster.delete("pods", "default", "web-0")
     await until(
         cluster,
-        lambda: (p := pod(cluster, "web-0"))
-        and p["spec"]["containers"][0]["image"] == "demo/db:2",
+        lambda: (p := pod(cluster, "web-0")) and p["spec"]["containers"][0]["image"] == "demo/db:2",
     )

@@ -33,13 +33,11 @@ async def runtime(tmp_path: Path) -> AsyncIterator[Runtime]:
     for name in ("default", "shop"):
         await cluster.create("namespaces", {"metadata": {"name": name}})
     kubelet = Kubelet(cluster, cluster.ipam, KubeletConfig(state_dir=tmp_path, timings=FAST))
-    proxy = ServiceProxy(cluster, cluster.ipam)
     await kubelet.start()
-    await proxy.start()
+    assert kubelet.proxy is not None
     try:
-        yield Runtime(cluster, kubelet, proxy)
+        yield Runtime(cluster, kubelet, kubelet.proxy)
     finally:
-        await proxy.stop()
         await kubelet.stop()
         cluster.close()
 

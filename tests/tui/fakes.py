@@ -189,7 +189,12 @@ class FakeSource:
             host="ingress-nginx.ingress", port=443, tls=True, hostname="shop.example.test"
         )
 
+    keeps_intercepts = True
+
     # -- ClusterSource
+    async def run(self) -> None:
+        await anyio.sleep_forever()
+
     @property
     def context(self) -> ContextInfo:
         return self._context

@@ -167,7 +167,11 @@ async def test_footer_shows_only_applicable_keys() -> None:
         pane.move_cursor(row=1)  # bob's
         await pilot.pause()
         keys = footer_keys(app)
-        assert "copy" in keys and not keys & {"leave", "revoke"}  # not an admin
+        assert {"copy", "revoke"} <= keys and "leave" not in keys  # someone else's
+        pane.move_cursor(row=0)  # ours
+        await pilot.pause()
+        keys = footer_keys(app)
+        assert {"leave", "copy"} <= keys and "revoke" not in keys
 
 
 async def test_leave_env_and_copy_on_our_intercept(recorder: Recorder) -> None:
@@ -190,7 +194,7 @@ async def test_leave_env_and_copy_on_our_intercept(recorder: Recorder) -> None:
 
 
 async def test_revoke_asks_first(recorder: Recorder) -> None:
-    source = FakeSource(intercepts=two_users(), admin=True)
+    source = FakeSource(intercepts=two_users())
     app = app_over(source)
     async with app.run_test(size=SIZE, message_hook=recorder) as pilot:
         await started(app, pilot)

@@ -47,6 +47,8 @@ def ready(app: WaylayApp, source: FakeSource, then: Before | None = None) -> Bef
             await then(pilot)
         for field in app.screen.query(Input):
             field.cursor_blink = False
+        await pilot.wait_for_scheduled_animations()
+        await pilot.pause()
         await pilot.pause()
 
     return before

@@ -117,7 +117,11 @@ class MainScreen(Screen[None]):
     @work(exclusive=True, group="changes", exit_on_error=False)
     async def watch_changes(self) -> None:
         assert self.source is not None
-        async for _ in self.source.changes():
+        async for change in self.source.changes():
+            error = getattr(change, "error", None)
+            if error is not None:  # a watch failed and is retrying
+                self.notify(str(getattr(error, "hint", "")), title=str(error.title),
+                            severity="warning")
             self.post_message(m.ClusterChanged())
 
     @work(exclusive=True, group="traffic", exit_on_error=False)
@@ -278,9 +282,8 @@ class MainScreen(Screen[None]):
             return mine
         if action == "copy":
             return intercept is not None
-        if action == "revoke":
-            admin = self.session is not None and self.session.admin
-            return admin and intercept is not None and not mine
+        if action == "revoke":  # the manager decides who may (admins)
+            return intercept is not None and not mine
         if action == "follow":
             return isinstance(self.focused, TrafficLog)
         if action == "login":
@@ -371,8 +374,8 @@ class MainScreen(Screen[None]):
             return
         self.switch_namespace(namespace)
 
-    async def action_quit(self) -> None:
-        await self.waylay.ask_quit(len(self.query_one(InterceptsPane).mine))
+    def action_quit(self) -> None:
+        self.waylay.ask_quit(len(self.query_one(InterceptsPane).mine))
 
     def run_command(self, text: str) -> None:
         try:
@@ -389,7 +392,7 @@ class MainScreen(Screen[None]):
         elif command.kind == "help":
             self.action_help()
         elif command.kind == "quit":
-            self.run_worker(self.action_quit(), exit_on_error=False)
+            self.action_quit()
 
     def _command_ns(self, name: str) -> None:
         if name in ("", "all", "0", "-A"):
