@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-import h11
-
 from agent.passthrough import reset
+from agent.source import Source
 from core.tunnel import StreamReset, TunnelClosed, TunnelStream
 
 CHUNK = 1 << 17
 CONNECT_TIMEOUT = 10.0
+HIGH_WATER = 1 << 20
 
 
 class UpstreamGone(Exception):
@@ -19,14 +19,14 @@ class UpstreamGone(Exception):
 
 
 class Upstream:
-    """An HTTP/1.1 client connection to the app or the workstation."""
+    """A byte connection to the app or the workstation, with a buffered reader."""
 
     reused = False
 
     def __init__(self) -> None:
-        self.h11 = h11.Connection(h11.CLIENT)
+        self.source = Source(self._read)
 
-    async def read(self) -> bytes:
+    async def _read(self) -> bytes:
         raise NotImplementedError
 
     async def write(self, data: bytes) -> None:
@@ -35,20 +35,17 @@ class Upstream:
     def abort(self) -> None:
         raise NotImplementedError
 
-    async def finish(self) -> None:
-        """The exchange is complete: keep for reuse, or close gracefully."""
+    async def finish(self, *, keep: bool) -> None:
+        """The exchange is complete: keep for reuse (app) or close gracefully."""
         raise NotImplementedError
-
-    @property
-    def reusable(self) -> bool:
-        return False
 
 
 class AppUpstream(Upstream):
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        super().__init__()
         self.reader = reader
         self.writer = writer
+        self.kept = False
+        super().__init__()
 
     @classmethod
     async def connect(cls, host: str, port: int) -> AppUpstream:
@@ -56,7 +53,7 @@ class AppUpstream(Upstream):
             reader, writer = await asyncio.open_connection(host, port, limit=CHUNK)
         return cls(reader, writer)
 
-    async def read(self) -> bytes:
+    async def _read(self) -> bytes:
         try:
             return await self.reader.read(CHUNK)
         except (ConnectionError, OSError) as exc:
@@ -65,39 +62,43 @@ class AppUpstream(Upstream):
     async def write(self, data: bytes) -> None:
         try:
             self.writer.write(data)
-            await self.writer.drain()
-        except (ConnectionError, OSError) as exc:
+            if self.writer.transport.get_write_buffer_size() > HIGH_WATER:
+                await self.writer.drain()
+        except (ConnectionError, OSError, RuntimeError) as exc:
             raise UpstreamGone(str(exc)) from exc
 
     def abort(self) -> None:
         reset(self.writer.transport)
 
     @property
-    def alive(self) -> bool:
-        return not self.reader.at_eof() and not self.writer.is_closing()
+    def idle_and_open(self) -> bool:
+        """Kept after an exchange, and the app has not closed it since."""
+        return (
+            self.kept
+            and not self.reader.at_eof()
+            and not self.writer.is_closing()
+            and not self.source.buf
+        )
 
-    @property
-    def reusable(self) -> bool:
-        return self.alive and self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE
-
-    async def finish(self) -> None:
-        if self.reusable:
-            self.h11.start_next_cycle()
+    async def finish(self, *, keep: bool) -> None:
+        self.kept = keep
+        if keep:
             self.reused = True
         else:
             self.close()
 
     def close(self) -> None:
+        self.kept = False
         with contextlib.suppress(Exception):
             self.writer.close()
 
 
 class TunnelUpstream(Upstream):
     def __init__(self, stream: TunnelStream) -> None:
-        super().__init__()
         self.stream = stream
+        super().__init__()
 
-    async def read(self) -> bytes:
+    async def _read(self) -> bytes:
         try:
             return await self.stream.receive()
         except (StreamReset, TunnelClosed) as exc:
@@ -112,6 +113,6 @@ class TunnelUpstream(Upstream):
     def abort(self) -> None:
         self.stream.reset()
 
-    async def finish(self) -> None:
+    async def finish(self, *, keep: bool) -> None:
         with contextlib.suppress(StreamReset, TunnelClosed):
             await self.stream.send_eof()

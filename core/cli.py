@@ -16,7 +16,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from core import cli_commands as commands
+from core import cli_session as sessions
 from core.cli_output import Output, emit, print_error
+from core.envfile import SYNTAXES
 from core.errors import WaylayError
 
 __all__ = ["build_parser", "main"]
@@ -59,7 +61,75 @@ def build_parser() -> argparse.ArgumentParser:
     p = verb("contexts", "list kubeconfig contexts, or switch to one", commands.contexts)
     p.add_argument("name", nargs="?", help="switch the current context to NAME")
 
-    verb("status", "the context, the cluster and the waylay session", commands.status)
+    verb("status", "the context, the cluster and the waylay daemon's intercepts", sessions.status)
+
+    p = verb("intercept", "route a workload's traffic to this machine", sessions.intercept)
+    p.add_argument(
+        "name",
+        help="the workload (the intercept is then named WORKLOAD-NAMESPACE), "
+        "or the intercept's name when --workload is given",
+    )
+    p.add_argument("-n", "--namespace", help="namespace (default: the context's)")
+    p.add_argument(
+        "--workload", help="the workload to intercept (NAME is then the intercept's name)"
+    )
+    p.add_argument("--service", help="the Service, when several select the workload")
+    p.add_argument(
+        "--port",
+        help="LOCAL[:SVCPORT]: local port, and the service port name or number "
+        "(needed when the Service has several ports; default local port 8080)",
+    )
+    p.add_argument("--address", default="127.0.0.1", help="local address to send traffic to")
+    p.add_argument(
+        "--mechanism",
+        choices=["tcp", "http"],
+        help="tcp: every connection (global); http: matching requests (personal)",
+    )
+    p.add_argument(
+        "--http-header",
+        action="append",
+        metavar="KEY=VALUE|auto|all",
+        help="match requests by header (repeatable); auto: x-waylay-intercept-id",
+    )
+    paths = p.add_mutually_exclusive_group()
+    paths.add_argument("--http-path-equal", metavar="PATH")
+    paths.add_argument("--http-path-prefix", metavar="PATH")
+    paths.add_argument("--http-path-regex", metavar="REGEX")
+    p.add_argument("--env-file", help="write the workload's environment to this file")
+    p.add_argument(
+        "--env-syntax",
+        choices=list(SYNTAXES),
+        default="docker",
+        help="syntax of --env-file (default: docker)",
+    )
+    p.add_argument("--env-json", help="write the workload's environment as JSON to this file")
+    p.set_defaults(command_=[])
+    p.epilog = "-- CMD ...: run CMD with the workload's environment; leave when it exits"
+
+    p = verb("leave", "end an intercept: its traffic goes back to the app", sessions.leave)
+    p.add_argument("name", help="the intercept's name (see `waylay status`)")
+
+    verb("quit", "leave every intercept and stop the waylay daemon", sessions.quit_)
+
+    p = verb("run", "carry out an intercept specification file", sessions.run_spec)
+    p.add_argument("file", help="the YAML file (`waylay spec schema` describes it)")
+
+    p = verb("install", "install or upgrade the traffic manager (cluster-admin)", commands.install)
+    p.add_argument("--team", action="store_true", help="team mode: API keys, personal intercepts")
+    p.add_argument("--manager-namespace", default="waylay", help="where the manager runs")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the manager")
+
+    p = verb(
+        "uninstall", "remove agents, the manager and everything waylay created", commands.uninstall
+    )
+    p.add_argument("--manager-namespace", default="waylay", help="where the manager runs")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for agents to go")
+
+    p = verb("apikey", "manage team-mode API keys (admin key required)", sessions.apikey)
+    p.add_argument("action", choices=["create", "list", "revoke"])
+    p.add_argument("--user", help="whose key (create)")
+    p.add_argument("--admin", action="store_true", help="an admin key (create)")
+    p.add_argument("--id", help="the key id (revoke)")
 
     p = verb(
         "sandbox",
@@ -82,7 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["schema", "check"])
     p.add_argument("file", nargs="?", help="the file to check (for `check`)")
 
-    p = verb("login", "store the API key for a team-mode manager (per context)", commands.login)
+    p = verb(
+        "login", "check an API key with the manager and store it (per context)", sessions.login
+    )
     p.add_argument("--api-key", help="the key (default: prompt for it)")
 
     verb("logout", "forget the API key of the context", commands.logout)
@@ -100,7 +172,16 @@ def _run_tui(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    raw = list(sys.argv[1:] if argv is None else argv)
+    trailing: list[str] = []
+    if "--" in raw and raw[:1] != ["sandbox"]:
+        cut = raw.index("--")
+        raw, trailing = raw[:cut], raw[cut + 1 :]
+    args = parser.parse_args(raw)
+    if trailing:
+        if args.command != "intercept":
+            parser.error("`-- CMD` is only for `waylay intercept`")
+        args.command_ = trailing
     output: Output = args.output
     try:
         if args.command is None:

@@ -7,16 +7,16 @@ are raised as ``core.errors`` and printed by ``core.cli.main``.
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import anyio
-from pydantic import SecretStr
 
 from core import config, credentials
 from core.cli_output import emit, table
@@ -27,13 +27,14 @@ from core.models import NamespaceInfo, WorkloadInfo
 __all__ = [
     "contexts",
     "demo",
+    "install",
     "list_",
-    "login",
     "logout",
     "namespaces",
     "sandbox",
     "spec",
     "status",
+    "uninstall",
 ]
 
 
@@ -203,17 +204,6 @@ def _context_name(args: argparse.Namespace) -> str:
     return config.get_context(args.context, args.kubeconfig).name
 
 
-def login(args: argparse.Namespace) -> int:
-    context = _context_name(args)
-    raw = args.api_key or getpass.getpass(f"API key for context {context!r}: ")
-    key = SecretStr(raw.strip())
-    if not key.get_secret_value():
-        raise InvalidSpec("(api key)", None, "the API key is empty")
-    credentials.store_api_key(context, key)
-    emit({"context": context, "stored": True}, args.output, f"Stored the API key for {context!r}.")
-    return 0
-
-
 def logout(args: argparse.Namespace) -> int:
     context = _context_name(args)
     removed = credentials.delete_api_key(context)
@@ -223,5 +213,63 @@ def logout(args: argparse.Namespace) -> int:
         f"Forgot the API key for {context!r}."
         if removed
         else f"No API key stored for {context!r}.",
+    )
+    return 0
+
+
+# -------------------------------------------------------------------- install
+
+
+def _install_options(args: argparse.Namespace, **extra: object) -> Any:
+    from core.install import InstallOptions
+
+    return InstallOptions(namespace=args.manager_namespace, timeout=args.timeout, **extra)  # type: ignore[arg-type]
+
+
+def _say(args: argparse.Namespace) -> Callable[[str], None]:
+    def say(message: str) -> None:
+        if args.output == "human":
+            print(f"  … {message}", file=sys.stderr, flush=True)
+
+    return say
+
+
+def install(args: argparse.Namespace) -> int:
+    from core.install import install as do_install
+    from core.kube import Kube
+
+    kube = Kube.from_kubeconfig(args.kubeconfig, args.context)
+    try:
+        result = do_install(kube, _install_options(args, team=args.team), _say(args))
+    finally:
+        kube.close()
+    human = ("Upgraded" if result.upgraded else "Installed") + " the traffic manager in "
+    human += f"{args.manager_namespace!r}."
+    if result.admin_key:
+        human += (
+            f"\nTeam mode admin key (shown once):\n\n  {result.admin_key}\n\n"
+            "Store it with `waylay login`."
+        )
+    emit(
+        {"upgraded": result.upgraded, "admin_key": result.admin_key, "steps": result.steps},
+        args.output,
+        human,
+    )
+    return 0
+
+
+def uninstall(args: argparse.Namespace) -> int:
+    from core.install import uninstall as do_uninstall
+    from core.kube import Kube
+
+    kube = Kube.from_kubeconfig(args.kubeconfig, args.context)
+    try:
+        do_uninstall(kube, _install_options(args), _say(args))
+    finally:
+        kube.close()
+    emit(
+        {"uninstalled": True},
+        args.output,
+        "Removed the agents, the manager and everything waylay created.",
     )
     return 0

@@ -52,7 +52,7 @@ def print_error(err: WaylayError, output: Output = "human", out: TextIO | None =
     if output != "human":
         emit({"error": err.to_dict()}, output, "", stream)
         return
-    label = "Warning" if err.severity == "warning" else "Error"
+    label = "Warning" if err.to_dict()["severity"] == "warning" else "Error"
     lines = [f"{label}: {err.title}"]
     if err.detail:
         lines += [f"  {line}" for line in err.detail.splitlines()]

@@ -37,7 +37,7 @@ from core.kube import Kube
 from core.models import ContextInfo, NamespaceInfo, WorkloadInfo
 from core.protocol import InterceptInfo
 
-__all__ = ["Change", "Discovery"]
+__all__ = ["Change", "Discovery", "snapshot_workloads"]
 
 SYNC_TIMEOUT = 30.0
 """Seconds to wait for a cache's first list."""
@@ -295,3 +295,23 @@ class Discovery:
         for send in list(self._subscribers):
             with contextlib.suppress(anyio.WouldBlock, anyio.BrokenResourceError):
                 send.send_nowait(change)
+
+
+def snapshot_workloads(kube: Kube, namespace: str) -> list[WorkloadInfo]:
+    """One-shot (blocking) view of a namespace's workloads, for callers without watches."""
+    objects = {}
+    for plural, (api_version, kind) in _KINDS.items():
+        try:
+            objects[plural], _ = kube.list(api_version, kind, namespace)
+        except RbacDenied:
+            if plural in _REQUIRED:
+                raise
+            objects[plural] = []
+    return build_workloads(
+        deployments=objects["deployments"],
+        replicasets=objects["replicasets"],
+        statefulsets=objects["statefulsets"],
+        services=objects["services"],
+        pods=objects["pods"],
+        namespace=namespace,
+    )

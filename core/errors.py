@@ -28,7 +28,8 @@ modules that talk to the outside, so callers only ever see these::
     │   ├── KeyringUnavailable       names the fix and WAYLAY_API_KEY
     │   ├── NotLoggedIn
     │   └── DaemonUnavailable
-    └── InvalidSpec                  points at the line
+    ├── InvalidSpec                  points at the line
+    └── RemoteError                  any of the above, as reported by the daemon
 
 ``severity`` is ``"warning"`` only for errors that must be shown but must not
 stop anything (``NothingListening``).
@@ -59,6 +60,7 @@ __all__ = [
     "NothingListening",
     "PortHeld",
     "RbacDenied",
+    "RemoteError",
     "ResolveError",
     "SeveralServices",
     "UnknownContext",
@@ -389,3 +391,23 @@ class InvalidSpec(WaylayError):
         self.file = file
         self.line = line
         self.message = message
+
+
+# -------------------------------------------------------------------- remote
+
+
+class RemoteError(WaylayError):
+    """An error the per-user daemon reported; keeps the original code and severity."""
+
+    def __init__(
+        self, code: str, title: str, hint: str = "", *, detail: str = "", severity: str = "error"
+    ) -> None:
+        super().__init__(title, hint, detail=detail)
+        self.remote_code = code
+        self.remote_severity = severity
+
+    def to_dict(self) -> dict[str, str]:
+        data = super().to_dict()
+        data["code"] = self.remote_code
+        data["severity"] = self.remote_severity
+        return data

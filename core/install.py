@@ -673,11 +673,17 @@ def _restore_service(kube: Kube, svc: dict[str, Any], raw: str) -> None:
         key = f"{p.get('port')}/{p.get('protocol', 'TCP')}"
         if key in undo:
             p["targetPort"] = undo[key]
-    patch = {
-        "metadata": {"annotations": {TARGET_PORT_UNDO_ANNOTATION: None}},
-        "spec": {"ports": ports},
-    }
-    kube.patch("v1", "Service", svc["metadata"]["name"], patch, svc["metadata"]["namespace"])
+    annotations = svc["metadata"]["annotations"]
+    path = "/metadata/annotations"
+    if set(annotations) != {TARGET_PORT_UNDO_ANNOTATION}:
+        path += "/" + TARGET_PORT_UNDO_ANNOTATION.replace("/", "~1")
+    patch = [
+        {"op": "test", "path": "/metadata/annotations", "value": annotations},
+        {"op": "remove", "path": path},  # no empty map left behind
+        {"op": "replace", "path": "/spec/ports", "value": ports},
+    ]
+    meta = svc["metadata"]
+    kube.patch("v1", "Service", meta["name"], patch, meta["namespace"], patch_type="json")
 
 
 def _wait_agents_gone(kube: Kube, timeout: float) -> None:
@@ -691,6 +697,11 @@ def _wait_agents_gone(kube: Kube, timeout: float) -> None:
         ]
         if not left:
             return
+        for pod in pods:
+            if _has_agent(pod) and not _ready(pod) and not pod["metadata"].get("deletionTimestamp"):
+                # Broken anyway (a crash loop, an image that can't be pulled): a
+                # rollout would wait for it forever, and it serves nothing.
+                kube.delete("v1", "Pod", pod["metadata"]["name"], pod["metadata"]["namespace"])
         if time.monotonic() > deadline:
             raise InstallFailed(
                 "Agents are still running",
@@ -699,6 +710,11 @@ def _wait_agents_gone(kube: Kube, timeout: float) -> None:
                 detail="pods with agents: " + ", ".join(left[:10]),
             )
         time.sleep(0.5)
+
+
+def _ready(pod: dict[str, Any]) -> bool:
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
 def _delete_stale_replicasets(kube: Kube, progress: Progress) -> None:

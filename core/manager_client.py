@@ -36,7 +36,7 @@ from core.protocol import (
     parse_message,
 )
 
-__all__ = ["ManagerClient", "problem_error"]
+__all__ = ["ManagerClient", "problem_error", "single_error"]
 
 HEARTBEAT_INTERVAL = 3.0
 HELLO_TIMEOUT = 10.0
@@ -57,6 +57,14 @@ def problem_error(problem: Problem, *, context: str = "") -> ManagerError:
             err = ManagerRefused(problem.code, problem.title, problem.message, not_logged.hint)
         return err
     return ManagerRefused(problem.code, problem.title, problem.message, problem.hint)
+
+
+def single_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one error inside a task group's exception group (the caller's own)."""
+    if len(group.exceptions) == 1:
+        inner = group.exceptions[0]
+        return single_error(inner) if isinstance(inner, BaseExceptionGroup) else inner
+    return group
 
 
 class ManagerClient:
@@ -103,14 +111,17 @@ class ManagerClient:
                 await ws.close()
                 raise ManagerMissing("waylay", f"expected client-welcome, got {msg.type}")
             client = cls(ws, msg)
-            async with ws, anyio.create_task_group() as tg:
-                tg.start_soon(client._reader)
-                tg.start_soon(client._heartbeat)
-                try:
-                    yield client
-                finally:
-                    tg.cancel_scope.cancel()
-                    client._finish("closed by us")
+            try:
+                async with ws, anyio.create_task_group() as tg:
+                    tg.start_soon(client._reader)
+                    tg.start_soon(client._heartbeat)
+                    try:
+                        yield client
+                    finally:
+                        tg.cancel_scope.cancel()
+                        client._finish("closed by us")
+            except BaseExceptionGroup as group:
+                raise single_error(group)
 
     # ---------------------------------------------------------------- requests
 

@@ -30,7 +30,7 @@ from pydantic import SecretStr
 from core.errors import AgentNotArriving, ManagerError, ManagerMissing, WaylayError
 from core.forward import LocalForward, open_portforward
 from core.kube import Kube
-from core.manager_client import ManagerClient
+from core.manager_client import ManagerClient, single_error
 from core.protocol import (
     ClientHello,
     ClientWelcome,
@@ -166,32 +166,21 @@ class Session:
         self._traffic: list[MemoryObjectSendStream[TrafficEvent]] = []
         self._changes: list[MemoryObjectSendStream[Event]] = []
         self._stopping = False
+        self._started = False
 
     # ---------------------------------------------------------------- running
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[Session] = anyio.TASK_STATUS_IGNORED
     ) -> None:
-        started = False
         backoff = 0.3
         async with anyio.create_task_group() as tg:
             while not self._stopping:
                 try:
-                    async with (
-                        self.connector() as url,
-                        ManagerClient.open(url, self._hello(), context=self.context) as client,
-                    ):
-                        await self._on_connected(tg, client)
-                        if not started:
-                            started = True
-                            task_status.started(self)
-                        backoff = 0.3
-                        async with anyio.create_task_group() as inner:
-                            inner.start_soon(self._follow_events, client)
-                            await client.closed.wait()
-                            inner.cancel_scope.cancel()
+                    await self._connect_once(tg, None if self._started else task_status)
+                    backoff = 0.3
                 except WaylayError as exc:
-                    if not started:
+                    if not self._started:
                         raise
                     self.last_error = exc
                 finally:
@@ -204,6 +193,26 @@ class Session:
             if self._tunnels is not None:
                 self._tunnels.close()
             tg.cancel_scope.cancel()
+
+    async def _connect_once(
+        self, tg: anyio.abc.TaskGroup, task_status: anyio.abc.TaskStatus[Session] | None
+    ) -> None:
+        """One connection, until it ends; task groups' wrapping is undone for callers."""
+        try:
+            async with (
+                self.connector() as url,
+                ManagerClient.open(url, self._hello(), context=self.context) as client,
+            ):
+                await self._on_connected(tg, client)
+                if task_status is not None:
+                    task_status.started(self)
+                    self._started = True
+                async with anyio.create_task_group() as inner:
+                    inner.start_soon(self._follow_events, client)
+                    await client.closed.wait()
+                    inner.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            raise single_error(group)
 
     def _hello(self) -> ClientHello:
         return ClientHello(

@@ -144,6 +144,13 @@ def decode_continue(token: str) -> tuple[str, str]:
 
 async def read_json(request: web.Request) -> Any:
     """The request body as JSON (YAML for apply patches); 400 when malformed."""
+    if request.content_type.startswith("application/vnd.kubernetes.protobuf"):
+        raise ApiError(
+            415,
+            "UnsupportedMediaType",
+            "the sandbox speaks JSON only, not protobuf: send application/json "
+            "(kubectl: use `kubectl apply -f` instead of a typed `kubectl create` generator)",
+        )
     raw = await request.read()
     if not raw.strip():
         raise bad_request("the request body is empty: send a JSON object")

@@ -36,6 +36,7 @@ from sandbox.apirequest import (
 from sandbox.auth import SYSTEM, UserInfo
 from sandbox.cluster import Cluster
 from sandbox.errors import ApiError, bad_request
+from sandbox.fieldcheck import check_fields
 from sandbox.patch import PATCH_TYPES
 from sandbox.rbac import forbidden_error
 from sandbox.selectors import FieldSelector, LabelSelector
@@ -102,6 +103,14 @@ def _json(body: Any, status: int = 200) -> web.Response:
         status=status,
         content_type="application/json",
     )
+
+
+def _warn(response: web.Response, warnings: list[str]) -> web.Response:
+    """Add ``Warning: 299`` headers, which kubectl prints."""
+    for text in warnings:
+        escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+        response.headers.add("Warning", f'299 - "{escaped}"')
+    return response
 
 
 def _status_success(rr: ResourceRequest, obj: Obj) -> Obj:
@@ -356,10 +365,15 @@ class ApiServer:
             raise bad_request("the request body must be a JSON object")
         return body
 
+    @staticmethod
+    def _check_fields(request: web.Request, rr: ResourceRequest, body: Any) -> list[str]:
+        return check_fields(rr.rt, body, request.query.get("fieldValidation", ""))
+
     async def _create(self, request: web.Request, rr: ResourceRequest) -> web.Response:
         if rr.name is not None:
             raise ApiError(405, "MethodNotAllowed", "POST is only allowed on a collection")
         body = await self._body(request)
+        warnings = self._check_fields(request, rr, body)
         created = await self.cluster.create(
             rr.rt.key,
             body,
@@ -367,7 +381,7 @@ class ApiServer:
             user=request[USER],
             dry_run=dry_run(request.query),
         )
-        return _json(created, 201)
+        return _warn(_json(created, 201), warnings)
 
     async def _update(self, request: web.Request, rr: ResourceRequest) -> web.Response:
         assert rr.name is not None
@@ -386,6 +400,7 @@ class ApiServer:
         meta["name"] = rr.name
         if rr.namespace:
             meta["namespace"] = rr.namespace
+        warnings = [] if rr.subresource == "scale" else self._check_fields(request, rr, body)
         updated = await self.cluster.update(
             rr.rt.key,
             body,
@@ -395,7 +410,7 @@ class ApiServer:
         )
         if rr.subresource == "scale":
             return _json(self.cluster.scale(rr.rt.key, rr.namespace, rr.name))
-        return _json(updated)
+        return _warn(_json(updated), warnings)
 
     async def _patch(self, request: web.Request, rr: ResourceRequest) -> web.Response:
         assert rr.name is not None
@@ -408,6 +423,8 @@ class ApiServer:
                 f"accepted: {', '.join(PATCH_TYPES)}",
             )
         body = await read_json(request)
+        checked = patch_type != "json" and rr.subresource != "scale"
+        warnings = self._check_fields(request, rr, body) if checked else []
         existed = self.cluster.store.get(rr.rt.key, rr.namespace, rr.name) is not None
         patched = await self.cluster.patch(
             rr.rt.key,
@@ -421,7 +438,7 @@ class ApiServer:
         )
         if rr.subresource == "scale":
             return _json(self.cluster.scale(rr.rt.key, rr.namespace, rr.name))
-        return _json(patched, 200 if existed else 201)
+        return _warn(_json(patched, 200 if existed else 201), warnings)
 
     async def _delete_options(self, request: web.Request) -> Obj:
         if not request.can_read_body:

@@ -27,7 +27,7 @@ from sandbox.patch import apply_patch
 from sandbox.resources import ResourceType, by_key
 from sandbox.selectors import format_label_selector
 from sandbox.store import Store, copy_json
-from sandbox.validation import validate
+from sandbox.validation import validate, validate_update
 from sandbox.watch import Event, WatchHub
 
 __all__ = ["Admission", "Cluster", "Subscriber", "now_rfc3339"]
@@ -94,6 +94,26 @@ class Cluster:
         """Loopback address pools: Service ClusterIPs here, pod IPs for the kubelet."""
         self._subscribers: list[Subscriber] = []
         self._next_node_port = 30000
+        if self.store.revision:
+            self._restored()
+
+    def _restored(self) -> None:
+        """Pick up a store loaded from a snapshot: its versions, addresses and ports."""
+        self.watches.compact(self.store.revision)
+        services = self.store.list("services")
+        ips = [ip for svc in services for ip in (svc.get("spec") or {}).get("clusterIPs") or []]
+        for svc in services:
+            ingress = ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+            ips.extend(i["ip"] for i in ingress if i.get("ip"))
+        self.ipam.restore([], [ip for ip in ips if ip != "None"])
+        ports = [
+            int(p["nodePort"])
+            for svc in services
+            for p in (svc.get("spec") or {}).get("ports") or []
+            if p.get("nodePort")
+        ]
+        if ports:
+            self._next_node_port = 30000 + (max(ports) - 29999) % 2768
 
     def close(self) -> None:
         """Give back the address block if this cluster claimed it."""
@@ -252,6 +272,7 @@ class Cluster:
                         raise conflict(resource, name, _STALE)
                     old = current
         validate(rt, new)
+        validate_update(rt, old, new)
         return self._commit_update(rt, old, new, dry_run=dry_run)
 
     def _merge_update(self, rt: ResourceType, old: Obj, obj: Obj) -> Obj:
@@ -516,11 +537,8 @@ class Cluster:
 
     @staticmethod
     def _check_kind(rt: ResourceType, obj: Obj) -> None:
-        kind = obj.get("kind")
-        api_version = obj.get("apiVersion")
-        if kind is None and api_version is None:
-            obj["kind"], obj["apiVersion"] = rt.kind, rt.api_version
-            return
+        kind = obj.setdefault("kind", rt.kind)
+        api_version = obj.setdefault("apiVersion", rt.api_version)
         if kind != rt.kind or api_version != rt.api_version:
             raise bad_request(
                 f"the object provided is {api_version or '?'}, Kind={kind or '?'}, but this "

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 import shutil
 from collections.abc import AsyncIterator, Generator
@@ -154,7 +153,7 @@ class Kubelet:
             return
         worker = self.workers.get(uid)
         if event == "DELETED":
-            if worker is not None:
+            if worker is not None and not worker.removing:
                 self._spawn(self._remove(worker, deleted=True), f"remove {meta['name']}")
             return
         if worker is None:
@@ -211,6 +210,7 @@ class Kubelet:
 
     async def _remove(self, worker: PodWorker, *, deleted: bool) -> None:
         """Graceful termination, then release everything the pod held."""
+        worker.removing = True
         meta = worker.pod["metadata"]
         grace = meta.get("deletionGracePeriodSeconds")
         if grace is None:
@@ -229,12 +229,10 @@ class Kubelet:
     async def _finish_delete(self, pod: Obj) -> None:
         """Remove the object after its containers stopped (DELETE with grace 0)."""
         meta = pod["metadata"]
-        delete = self._cluster.delete
-        options: dict[str, Any] = {}
-        if "grace_period_seconds" in inspect.signature(delete).parameters:
-            options["grace_period_seconds"] = 0
         try:
-            await delete("pods", meta.get("namespace"), meta["name"], **options)
+            await self._cluster.delete(
+                "pods", meta.get("namespace"), meta["name"], grace_period_seconds=0
+            )
         except ApiError as exc:
             if exc.code != 404:
                 log.warning("pod %s not removed: %s", meta["name"], exc)

@@ -103,7 +103,8 @@ def _key_ref(lookup: Lookup, namespace: str, ref: dict[str, Any], *, secret: boo
     if key not in values:
         if ref.get("optional"):
             return None
-        raise EnvError(f"couldn't find key {key} in {kind.capitalize()} {namespace}/{name}")
+        title = "Secret" if secret else "ConfigMap"
+        raise EnvError(f"couldn't find key {key} in {title} {namespace}/{name}")
     return values[key]
 
 

@@ -77,6 +77,7 @@ class PodWorker:
         self._tasks: list[asyncio.Task[None]] = []
         self._kubeconfig: Path | None = None
         self.terminating = False
+        self.removing = False
         self.gone = False
 
     # ---------------------------------------------------------- PodContext

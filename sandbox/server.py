@@ -9,7 +9,9 @@ and the HTTPS API server; then it writes ``DIR/kubeconfig`` with the contexts
 it and leaves no process behind.
 
 Files in the directory: ``ca.crt``/``ca.key``, ``server.crt``/``server.key``,
-``auth.json`` (tokens, mode 0600), ``kubeconfig``, ``kubelet/`` (pod state).
+``auth.json`` (tokens, mode 0600), ``kubeconfig``, ``kubelet/`` (pod state),
+``state.json`` (every object, so ``stop`` and ``start`` keep them; see
+:mod:`sandbox.persist`).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from sandbox.ipam import Ipam
 from sandbox.kubelet import Kubelet, KubeletConfig
 from sandbox.kubelet_api import ClusterAPI
 from sandbox.kubelet_kubeconfig import ApiAccess
+from sandbox.persist import Snapshotter, load_store
 from sandbox.rbac import Authorizer
 
 __all__ = ["ADMIN_CONTEXT", "DEVELOPER_CONTEXT", "Sandbox"]
@@ -48,6 +51,7 @@ log = logging.getLogger(__name__)
 ADMIN_CONTEXT = "sandbox-admin"
 DEVELOPER_CONTEXT = "sandbox-developer"
 _CLUSTER_NAME = "sandbox"
+_STATE = "state.json"
 
 Runner = Callable[[Cluster], Awaitable[None]]
 
@@ -90,6 +94,7 @@ class Sandbox:
         controllers: bool = True,
         kubelet: bool = True,
         bookmark_interval: float = 60.0,
+        persist: bool = True,
     ) -> None:
         self.directory = directory.resolve()
         self.host = host
@@ -97,6 +102,10 @@ class Sandbox:
         self.run_controllers = controllers
         self.run_kubelet = kubelet
         self.bookmark_interval = bookmark_interval
+        self.persist = persist
+        self.restored = False
+        """Whether the objects came from ``DIR/state.json`` (a restart)."""
+        self._snapshotter: asyncio.Task[None] | None = None
         self.cluster: Cluster | None = None
         self.authenticator: Authenticator | None = None
         self.kubelet: Kubelet | None = None
@@ -120,7 +129,9 @@ class Sandbox:
         (self.directory / "server.key").write_bytes(key_pem)
         (self.directory / "server.key").chmod(0o600)
 
-        cluster = self.cluster = Cluster(ipam=Ipam.claim())
+        store = load_store(self.directory / _STATE) if self.persist else None
+        self.restored = store is not None
+        cluster = self.cluster = Cluster(store, ipam=self._claim_addresses())
         auth_file = self.directory / "auth.json"
         exists = self._service_account_exists
         if auth_file.exists():
@@ -129,7 +140,14 @@ class Sandbox:
             self.authenticator = Authenticator(service_account_exists=exists)
             self.authenticator.save(auth_file)
         for resource, obj in bootstrap_objects():
-            await cluster.create(resource, obj)
+            try:
+                await cluster.create(resource, obj)
+            except ApiError as exc:
+                if exc.code != 409:  # restored from state.json
+                    raise
+        if self.persist:
+            snapshots = Snapshotter(cluster, self.directory / _STATE)
+            self._snapshotter = asyncio.create_task(snapshots.run(), name="snapshots")
         cluster.admission = MutatingAdmission(cluster.store)
         self._spawn("garbage-collector", gc.run(cluster))
         if self.run_controllers:
@@ -169,6 +187,25 @@ class Sandbox:
         self.write_kubeconfig()
         log.info("sandbox API server listening on %s", self.url)
 
+    def _claim_addresses(self) -> Ipam:
+        """Claim a loopback block: the one used before (``DIR/ipam-block``) when it is free,
+        so restored Service and pod addresses stay valid."""
+        remembered = self.directory / "ipam-block"
+        try:
+            preferred: int | None = int(remembered.read_text().strip())
+        except (OSError, ValueError):
+            preferred = None
+        ipam = Ipam.claim(preferred)
+        if preferred is not None and ipam.block != preferred:
+            log.warning(
+                "address block 127.%s.0.0/16 is taken by another sandbox; using 127.%s.0.0/16 "
+                "(restored ClusterIPs may not answer: recreate their Services)",
+                preferred,
+                ipam.block,
+            )
+        remembered.write_text(f"{ipam.block}\n")
+        return ipam
+
     def _service_account_exists(self, namespace: str, name: str) -> bool:
         return (
             self.cluster is not None
@@ -187,6 +224,11 @@ class Sandbox:
         self._tasks.append(asyncio.create_task(guarded(), name=name))
 
     async def stop(self) -> None:
+        if self._snapshotter is not None:  # save before the kubelet marks pods stopped
+            self._snapshotter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._snapshotter
+            self._snapshotter = None
         if self.kubelet is not None:
             await self.kubelet.stop()
             self.kubelet = None

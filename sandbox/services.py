@@ -112,7 +112,7 @@ class ServiceProxy:
         self._pending: dict[Key, Obj | None] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._tcp_tasks: set[asyncio.Task[None]] = set()
+        self._connections: set[asyncio.StreamWriter] = set()
 
     async def start(self) -> None:
         if self._own_events:
@@ -140,8 +140,8 @@ class ServiceProxy:
             for listener in ports.listeners.values():
                 listener.close()
         self._services.clear()
-        for task in list(self._tcp_tasks):
-            task.cancel()
+        for writer in list(self._connections):  # their relays then end on their own
+            writer.transport.abort()
         if self._own_events:
             await self._events.close()
 
@@ -245,14 +245,11 @@ class ServiceProxy:
             return _Listener(bind, udp=transport)
 
         async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            task = asyncio.current_task()
-            if task is not None:
-                self._tcp_tasks.add(task)
+            self._connections.add(writer)
             try:
                 await self._relay(key, port, reader, writer)
             finally:
-                if task is not None:
-                    self._tcp_tasks.discard(task)
+                self._connections.discard(writer)
 
         server = await asyncio.start_server(accept, address, port, reuse_address=True)
         return _Listener(bind, server=server)
@@ -302,9 +299,11 @@ class ServiceProxy:
             writer.transport.abort()
             return
         back_reader, back_writer = upstream
+        self._connections.add(back_writer)
         try:
             await asyncio.gather(_copy(reader, back_writer), _copy(back_reader, writer))
         finally:
+            self._connections.discard(back_writer)
             back_writer.close()
             writer.close()
 

@@ -78,6 +78,33 @@ class Store:
             if namespace is None or key[0] == namespace:
                 yield bucket[key]
 
+    # -- snapshots -------------------------------------------------------------
+
+    def snapshot(self) -> Obj:
+        """Everything, as one JSON-able dict (see :meth:`from_snapshot`)."""
+        return {
+            "revision": self.revision,
+            "objects": {
+                resource: [copy_json(obj) for _, obj in sorted(bucket.items())]
+                for resource, bucket in self._objects.items()
+                if bucket
+            },
+        }
+
+    @classmethod
+    def from_snapshot(cls, data: Obj) -> Store:
+        """A store holding what :meth:`snapshot` returned, at the same revision."""
+        store = cls()
+        for resource, objects in dict(data.get("objects") or {}).items():
+            for obj in objects:
+                meta = obj["metadata"]
+                key = (meta.get("namespace") or "", meta["name"])
+                store._objects.setdefault(resource, {})[key] = copy_json(obj)
+                if meta.get("uid"):
+                    store._uids[meta["uid"]] = (resource, key[0], key[1])
+        store.revision = int(data.get("revision", 0))
+        return store
+
     # -- writes (the service layer's) ----------------------------------------
 
     def next_revision(self) -> int:

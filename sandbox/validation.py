@@ -15,7 +15,7 @@ from sandbox.errors import invalid
 from sandbox.resources import ResourceType
 from sandbox.selectors import match_label_selector
 
-__all__ = ["validate"]
+__all__ = ["validate", "validate_update"]
 
 Obj = dict[str, Any]
 Causes = list[tuple[str, str, str]]
@@ -308,4 +308,40 @@ def validate(rt: ResourceType, obj: Obj) -> None:
         check(obj, causes)
     if causes:
         name = (obj.get("metadata") or {}).get("name") or ""
+        raise invalid(rt.kind, rt.group, name, causes)
+
+
+_IMMUTABLE: dict[str, tuple[tuple[str, ...], ...]] = {
+    "deployments.apps": (("spec", "selector"),),
+    "replicasets.apps": (("spec", "selector"),),
+    "statefulsets.apps": (("spec", "selector"), ("spec", "serviceName")),
+    "services": (("spec", "clusterIP"),),
+    "secrets": (("type",),),
+}
+
+
+def _at(obj: Obj, path: tuple[str, ...]) -> Any:
+    cur: Any = obj
+    for part in path:
+        if not isinstance(cur, dict):
+            return None
+        cur = cur.get(part)
+    return cur
+
+
+def validate_update(rt: ResourceType, old: Obj, new: Obj) -> None:
+    """422 when an update changes a field that is immutable once set."""
+    causes: Causes = []
+    for path in _IMMUTABLE.get(rt.key, ()):
+        before, after = _at(old, path), _at(new, path)
+        if before not in (None, "") and before != after:
+            causes.append(
+                (
+                    ".".join(path),
+                    "FieldValueInvalid",
+                    f"Invalid value: {after!r}: field is immutable",
+                )
+            )
+    if causes:
+        name = (new.get("metadata") or {}).get("name") or ""
         raise invalid(rt.kind, rt.group, name, causes)

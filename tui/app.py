@@ -83,6 +83,7 @@ class WaylayApp(App[None]):
         self.show_error(event.worker.error, transient=event.worker.group in TRANSIENT_GROUPS)
 
     def show_error(self, error: BaseException, *, transient: bool = False) -> None:
+        error = explained(error)
         title = getattr(error, "title", None)
         hint = getattr(error, "hint", "")
         detail = getattr(error, "detail", "")
@@ -140,6 +141,16 @@ class WaylayApp(App[None]):
                     await self.source.close(keep_intercepts=keep)
         finally:
             self.exit()
+
+
+def explained(error: BaseException) -> BaseException:
+    """The error a person can act on: the first one with a title inside task-group groups."""
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            found = explained(inner)
+            if isinstance(getattr(found, "title", None), str):
+                return found
+    return error
 
 
 def run(argv: list[str] | None = None) -> None:

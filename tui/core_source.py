@@ -23,10 +23,19 @@ from core.discovery import Change, Discovery
 from core.envfile import write_env
 from core.errors import AgentNotArriving, ManagerMissing, NotLoggedIn, WaylayError
 from core.models import ContextInfo, NamespaceInfo, WorkloadInfo
+from core.preview import (
+    PortForwardDial,
+    PreviewDefaults,
+    PreviewError,
+    PreviewServer,
+    PreviewTarget,
+    detect_defaults,
+    intercept_headers,
+)
 from core.protocol import InterceptInfo, InterceptSpec, TrafficEvent
-from core.session import MANAGER_NAMESPACE, Session, kube_connector, kube_opener
+from core.session import MANAGER_NAMESPACE, Connector, Session, kube_connector, kube_opener
+from core.tunnels import StreamOpener
 from tui.source import InterceptOutcome, ProgressFn, SessionInfo
-from tui.wizard.plan import PreviewAnswers, PreviewDefaults
 
 RETRY_MAX = 15.0
 """Longest pause between attempts to reach the manager."""
@@ -34,27 +43,63 @@ SESSION_WAIT = 20.0
 """How long ``session()`` waits for the first answer from the manager."""
 
 
-async def connect_core(*, context: str | None, kubeconfig: str | None) -> CoreSource:
+def first_error(group: BaseExceptionGroup[WaylayError]) -> WaylayError:
+    """The first waylay error in a (nested) exception group from a task group."""
+    leaf: BaseException = group
+    while isinstance(leaf, BaseExceptionGroup):
+        leaf = leaf.exceptions[0]
+    assert isinstance(leaf, WaylayError)
+    return leaf
+
+
+async def connect_core(
+    *,
+    context: str | None,
+    kubeconfig: str | None,
+    connector: Connector | None = None,
+    opener: StreamOpener | None = None,
+) -> CoreSource:
+    """Open ``context``; ``connector``/``opener`` default to port-forwards through it."""
     discovery = await Discovery.connect(context=context, kubeconfig=kubeconfig)
-    return CoreSource(discovery, kubeconfig)
+    return CoreSource(discovery, kubeconfig, connector=connector, opener=opener)
 
 
 class CoreSource:
     keeps_intercepts = False
     """No user daemon yet: intercepts end (fail-open) soon after the TUI exits."""
 
-    def __init__(self, discovery: Discovery, kubeconfig: str | None) -> None:
+    def __init__(
+        self,
+        discovery: Discovery,
+        kubeconfig: str | None,
+        *,
+        connector: Connector | None = None,
+        opener: StreamOpener | None = None,
+    ) -> None:
         self.discovery = discovery
         self.kubeconfig = kubeconfig
+        self.connector = connector or kube_connector(discovery.kube)
+        self.opener = opener or kube_opener(discovery.kube)
         self.session_obj: Session | None = None
         self.session_error: WaylayError | None = None
         self._attempted = anyio.Event()
         self._restart = anyio.Event()
+        self.previews: PreviewServer | None = None
 
     # ------------------------------------------------------------- lifetime
 
     async def run(self) -> None:
-        """Keep a session with the manager until cancelled, retrying with back-off."""
+        """Serve preview URLs and keep a session with the manager until cancelled."""
+        async with anyio.create_task_group() as tg:
+            dial = PortForwardDial(self.discovery.kube)
+            await tg.start(dial.run)
+            previews = PreviewServer(dial)
+            await tg.start(previews.run)
+            self.previews = previews
+            await self._keep_session()
+
+    async def _keep_session(self) -> None:
+        """Reconnect with back-off whenever the manager cannot be reached."""
         backoff = 0.5
         while True:
             session = self._new_session()
@@ -69,8 +114,8 @@ class CoreSource:
                     self._restart = anyio.Event()
                     session.stop()
                     tg.cancel_scope.cancel()
-            except WaylayError as exc:
-                self.session_obj, self.session_error = None, exc
+            except* WaylayError as group:
+                self.session_obj, self.session_error = None, first_error(group)
                 self._attempted.set()
                 self.discovery.set_intercepts([])  # tells the views the session changed
                 with anyio.move_on_after(backoff):
@@ -79,11 +124,10 @@ class CoreSource:
                 backoff = min(backoff * 2, RETRY_MAX)
 
     def _new_session(self) -> Session:
-        kube = self.discovery.kube
         return Session(
             context=self.context.name,
-            connector=kube_connector(kube),
-            opener=kube_opener(kube),
+            connector=self.connector,
+            opener=self.opener,
             api_key=credentials.get_api_key(self.context.name),
         )
 
@@ -159,7 +203,15 @@ class CoreSource:
         session = self.session_obj
         if session is None or not session.connected.is_set():
             return []
-        return await session.all_intercepts()
+        return [self._with_preview(i) for i in await session.all_intercepts()]
+
+    def _with_preview(self, info: InterceptInfo) -> InterceptInfo:
+        """Our intercepts carry the preview URL this workstation serves for them."""
+        entries = self.previews.entries(info.id) if self.previews else []
+        if not entries or info.spec.preview_url:
+            return info
+        spec = info.spec.model_copy(update={"preview_url": entries[0].url})
+        return info.model_copy(update={"spec": spec})
 
     # ----------------------------------------------------------- operations
 
@@ -178,18 +230,27 @@ class CoreSource:
         return self.session_obj
 
     async def preview_defaults(self, namespace: str, service: str) -> PreviewDefaults | None:
-        return None
+        return await detect_defaults(self.discovery.kube, namespace, service)
 
     async def intercept(
-        self, spec: InterceptSpec, preview: PreviewAnswers | None, progress: ProgressFn
+        self, spec: InterceptSpec, preview: PreviewTarget | None, progress: ProgressFn
     ) -> InterceptOutcome:
-        info = await self._require().intercept(spec, progress)
-        self.discovery.set_intercepts(await self._require().all_intercepts())
+        session = self._require()
+        info = await session.intercept(spec, progress)
+        if preview is not None:
+            if self.previews is None:
+                raise PreviewError("The preview server is not running", "restart waylay")
+            entry = self.previews.create(info.id, preview, intercept_headers(spec))
+            progress(f"preview URL ready: {entry.url}")
+            info = self._with_preview(info)
+        self.discovery.set_intercepts(await session.all_intercepts())
         return InterceptOutcome(intercept=info, preview_url=info.spec.preview_url)
 
     async def leave(self, name: str) -> None:
         session = self._require()
-        await session.leave(name)
+        info = await session.leave(name)
+        if self.previews is not None:
+            self.previews.end_intercept(info.id)
         self.discovery.set_intercepts(await session.all_intercepts())
 
     async def revoke(self, intercept_id: str) -> None:

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 if TYPE_CHECKING:
     from core.models import ContextInfo, NamespaceInfo, WorkloadInfo
+    from core.preview import PreviewDefaults, PreviewTarget
     from core.protocol import InterceptInfo, InterceptSpec, TrafficEvent
-    from tui.wizard.plan import PreviewAnswers, PreviewDefaults
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ class ClusterSource(Protocol):
     async def preview_defaults(self, namespace: str, service: str) -> PreviewDefaults | None: ...
 
     async def intercept(
-        self, spec: InterceptSpec, preview: PreviewAnswers | None, progress: ProgressFn
+        self, spec: InterceptSpec, preview: PreviewTarget | None, progress: ProgressFn
     ) -> InterceptOutcome: ...
 
     async def leave(self, name: str) -> None: ...

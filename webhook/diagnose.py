@@ -45,8 +45,12 @@ def diagnose(
     owners: set[str],
     registered: set[str],
     manager_address: str,
+    config: str | None = None,
 ) -> Finding | None:
     """The most telling reason, or None when nothing is wrong (yet).
+
+    Pods without the agent-config annotation (or, when ``config`` is given,
+    with another one) are old pods on their way out and are not judged.
 
     ``owners`` names the objects whose Events matter (the workload and its
     ReplicaSets); ``registered`` the pods whose agents reached the manager.
@@ -71,7 +75,7 @@ def diagnose(
             continue
         name = str(meta.get("name", ""))
         ann = meta.get("annotations") or {}
-        if AGENT_CONFIG_ANNOTATION not in ann:
+        if AGENT_CONFIG_ANNOTATION not in ann or config not in (None, ann[AGENT_CONFIG_ANNOTATION]):
             continue  # an old pod, still being replaced
         containers = (pod.get("spec") or {}).get("containers") or []
         if not any(c.get("name") == AGENT_CONTAINER for c in containers):
@@ -160,7 +164,7 @@ def _pod_findings(
             ),
             None,
         )
-        if agent is not None and (agent.get("state") or {}).get("running"):
+        if agent is not None and "running" in (agent.get("state") or {}):
             out.append(
                 Finding(
                     "not-connected",

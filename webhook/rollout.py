@@ -27,6 +27,7 @@ from typing import Any
 
 from core.protocol import (
     AGENT_CONFIG_ANNOTATION,
+    AGENT_CONTAINER,
     TARGET_PORT_UNDO_ANNOTATION,
     AgentConfig,
     InterceptSpec,
@@ -41,6 +42,8 @@ from webhook.registry import Registry, RegistryError, workload_of
 
 UNDO_ANNOTATION = TARGET_PORT_UNDO_ANNOTATION
 FIRST_AGENT_PORT = 9900
+DIAGNOSE_EVERY = 2.0
+"""Seconds between looks at pods' statuses and Events while waiting."""
 TUNNEL_PORT = 7777
 
 _TITLES = {
@@ -238,6 +241,9 @@ class Rollout:
         )
         deadline = time.monotonic() + self.timeout
         last_ready = -1
+        next_diagnosis = 0.0
+        finding: Finding | None = None
+        stale_names: set[str] | None = None
         selector = selector_string(workload)
         try:
             while True:
@@ -248,7 +254,17 @@ class Rollout:
                 }
                 pods = await self.kube.list("v1", "Pod", ns, label_selector=selector)
                 live = [p for p in pods if not (p.get("metadata") or {}).get("deletionTimestamp")]
-                old = [p for p in live if _pod_config(p) != wanted_config]
+                if stale_names is None:
+                    # Prepared pods without an agent that exist already were made while
+                    # the webhook was away (a manager restart): replace them once.
+                    stale_names = {
+                        _name(p)
+                        for p in live
+                        if _pod_config(p) == wanted_config and not _has_agent(p)
+                    }
+                stale = [p for p in live if _name(p) in stale_names]
+                old = stale + [p for p in live if _pod_config(p) != wanted_config]
+                judged = [p for p in live if _name(p) not in stale_names]
                 ready = len(
                     ready_pods & {_name(p) for p in live if _pod_config(p) == wanted_config}
                 )
@@ -265,13 +281,17 @@ class Rollout:
                 if ready >= replicas and not old:
                     await progress({"step": "ready", "message": f"{ready}/{replicas} agents ready"})
                     return
-                finding = await self._diagnose(spec, workload, live, ready_pods)
-                if finding is not None and finding.definitive:
-                    raise not_arriving(finding)
+                if time.monotonic() >= next_diagnosis:
+                    next_diagnosis = time.monotonic() + DIAGNOSE_EVERY
+                    finding = await self._diagnose(
+                        spec, workload, judged, ready_pods, wanted_config
+                    )
+                    if finding is not None and finding.definitive:
+                        raise not_arriving(finding)
                 settled = len(live) >= replicas and _replacements_settled(
-                    live, wanted_config, ready_pods
+                    judged, wanted_config, ready_pods
                 )
-                if replace_pods and old and settled:
+                if (stale or (replace_pods and old)) and settled:
                     victim = _name(old[0])
                     await progress({"step": "replacing", "message": f"replacing pod {victim}"})
                     await self.kube.delete("v1", "Pod", victim, ns)
@@ -300,6 +320,7 @@ class Rollout:
         workload: dict[str, Any],
         pods: list[dict[str, Any]],
         registered: set[str],
+        config: str,
     ) -> Finding | None:
         ns = spec.namespace
         owners = {spec.workload}
@@ -319,6 +340,7 @@ class Rollout:
             owners=owners,
             registered=registered,
             manager_address=self.manager_address,
+            config=config,
         )
 
     async def _repoint(self, spec: InterceptSpec, tp: TakeoverPort, progress: Progress) -> None:
@@ -389,6 +411,11 @@ def _pod_config(pod: dict[str, Any]) -> str | None:
     ann = (pod.get("metadata") or {}).get("annotations") or {}
     value = ann.get(AGENT_CONFIG_ANNOTATION)
     return str(value) if value is not None else None
+
+
+def _has_agent(pod: dict[str, Any]) -> bool:
+    containers = (pod.get("spec") or {}).get("containers") or []
+    return any(c.get("name") == AGENT_CONTAINER for c in containers)
 
 
 def _replacements_settled(live: list[dict[str, Any]], wanted: str, registered: set[str]) -> bool:

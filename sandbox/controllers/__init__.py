@@ -1,6 +1,6 @@
 """The sandbox's controllers: what turns Deployments into pods and Services into endpoints.
 
-Each controller is an ``async def run(cluster)`` that runs until cancelled,
+Each controller is an ``async def run_<name>(cluster)`` that runs until cancelled,
 driven by ``Cluster.subscribe`` events through a keyed work queue
 (``_base``/``_workqueue``). The server starts every entry of ``CONTROLLERS``
 as a task next to the garbage collector and the kubelet.
@@ -16,8 +16,8 @@ from ._base import ClusterLike
 __all__ = ["CONTROLLERS"]
 
 CONTROLLERS: list[Callable[[ClusterLike], Awaitable[None]]] = [
-    deployment.run,
-    replicaset.run,
-    statefulset.run,
-    endpoints.run,
+    deployment.run_deployment,
+    replicaset.run_replicaset,
+    statefulset.run_statefulset,
+    endpoints.run_endpoints,
 ]

@@ -15,19 +15,27 @@ import asyncio
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, cast
 
 from sandbox.errors import ApiError
+from sandbox.kubelet_events import EventRecorder
 
 from ._meta import Obj
 from ._workqueue import WorkQueue
 
-__all__ = ["ClusterLike", "Controller", "Key", "RetryLater", "StoreLike"]
+if TYPE_CHECKING:
+    from sandbox.kubelet_api import ClusterAPI
+
+__all__ = ["ClusterLike", "Controller", "Key", "Record", "RetryLater", "StoreLike"]
 
 Key = tuple[str, str]
 """(namespace, name) of the object a controller reconciles."""
 
 log = logging.getLogger("sandbox.controllers")
+
+
+Record = Callable[..., None]
+"""``Controller.event``: record an Event (obj, reason, message, warning=False)."""
 
 
 class RetryLater(Exception):
@@ -58,6 +66,8 @@ class Controller(ABC):
     """One controller: a work queue, a few workers and a ``reconcile`` per key."""
 
     name: ClassVar[str]
+    component: ClassVar[str]
+    """The ``source.component`` of the Events it records (``deployment-controller``)."""
     workers: ClassVar[int] = 2
     primary: ClassVar[str]
     """The resource whose objects are the keys (``deployments.apps``, ``services``)."""
@@ -66,7 +76,14 @@ class Controller(ABC):
         self.cluster = cluster
         self.store = cluster.store
         self.queue: WorkQueue[Key] = WorkQueue()
+        self._events = EventRecorder(cast("ClusterAPI", cluster), host="")
         self._running = False
+
+    def event(self, obj: Obj, reason: str, message: str, *, warning: bool = False) -> None:
+        """Record an Event about ``obj`` (``kubectl describe`` shows them); never blocks."""
+        if self._running:
+            kind = "Warning" if warning else "Normal"
+            self._events.emit(obj, kind, reason, message, component=self.component)
 
     @abstractmethod
     def keys_for(self, event: str, resource: str, obj: Obj) -> Iterable[Key]:
@@ -79,6 +96,7 @@ class Controller(ABC):
     async def run(self) -> None:
         """Run until cancelled."""
         self._running = True
+        self._events.start()
         self.cluster.subscribe(self._on_event)
         for obj in self.store.list(self.primary):
             meta = obj.get("metadata") or {}
@@ -90,6 +108,10 @@ class Controller(ABC):
         finally:
             self._running = False
             self.queue.close()
+            unsubscribe = getattr(self.cluster, "unsubscribe", None)
+            if unsubscribe is not None:
+                unsubscribe(self._on_event)
+            await self._events.close()
 
     def _on_event(self, event: str, resource: str, obj: dict[str, Any]) -> None:
         if not self._running:

@@ -17,7 +17,7 @@ import struct
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["compute_hash", "fnv1a_32", "safe_encode"]
+__all__ = ["canonical", "compute_hash", "fnv1a_32", "safe_encode"]
 
 _ALPHANUMS = "bcdfghjklmnpqrstvwxz2456789"
 _FNV_OFFSET = 0x811C9DC5
@@ -37,9 +37,25 @@ def safe_encode(text: str) -> str:
     return "".join(_ALPHANUMS[b % len(_ALPHANUMS)] for b in text.encode())
 
 
+def canonical(value: Any) -> Any:
+    """``value`` without nulls, empty maps and empty lists, at any depth.
+
+    Go decodes all three into the same zero value, so for the real controllers
+    (``apiequality.Semantic.DeepEqual``, ``DeepHashObject``) a template sent by
+    ``kubectl rollout undo`` with ``creationTimestamp: null`` is the same
+    template as one without it.
+    """
+    if isinstance(value, Mapping):
+        out = {k: canonical(v) for k, v in value.items()}
+        return {k: v for k, v in out.items() if v is not None and v != {} and v != []}
+    if isinstance(value, list):
+        return [canonical(v) for v in value]
+    return value
+
+
 def compute_hash(template: Mapping[str, Any], collision_count: int | None = None) -> str:
     """The hash of a pod template, as ``controller.ComputeHash`` names it."""
-    data = json.dumps(template, sort_keys=True, separators=(",", ":")).encode()
+    data = json.dumps(canonical(template), sort_keys=True, separators=(",", ":")).encode()
     if collision_count is not None:
         data += struct.pack("<I", collision_count & 0xFFFFFFFF)
     return safe_encode(str(fnv1a_32(data)))

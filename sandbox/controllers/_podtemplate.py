@@ -1,8 +1,9 @@
 """Pods made from a controller's pod template, and which pods go first.
 
 ``pod_from_template`` is ``controller.GetPodFromTemplate``: labels, annotations
-and spec from the template, a controller owner reference, and (the sandbox is
-one node) ``spec.nodeName: sandbox`` unless the template names a node.
+and spec from the template and a controller owner reference. Scheduling is
+not the controllers' business: the sandbox's kubelet binds unscheduled pods to
+its node, as the scheduler would.
 ``deletion_order`` is ``controller.ActivePodsWithRanks``: the pods a
 ReplicaSet should delete first when it scales down.
 """
@@ -15,10 +16,7 @@ from typing import Any
 
 from ._meta import Obj, clone, is_ready, owner_reference, parse_time, ready_since
 
-__all__ = ["NODE_NAME", "deletion_order", "pod_from_template"]
-
-NODE_NAME = "sandbox"
-"""The sandbox's one node."""
+__all__ = ["deletion_order", "pod_from_template"]
 
 _PHASE_RANK = {"Pending": 0, "Unknown": 1, "Running": 2}
 _EPOCH = datetime.fromtimestamp(0, UTC)
@@ -45,8 +43,6 @@ def pod_from_template(
     if generate_name:
         meta["generateName"] = generate_name
     spec = clone(template.get("spec") or {})
-    if not spec.get("nodeName"):
-        spec["nodeName"] = NODE_NAME
     return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}
 
 

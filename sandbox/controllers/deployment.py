@@ -12,6 +12,10 @@ replicas from old to new:
 - Recreate: scale every old ReplicaSet to zero, wait until their pods are
   gone, then scale the new one up.
 
+A paused Deployment only follows scale changes. Not modelled: proportional
+scaling of several active ReplicaSets when replicas change mid-rollout (the
+rollout still converges), and rollback through ``spec.rollbackTo``.
+
 Then it writes the status (counts, Available and Progressing conditions, see
 ``_deployment_status``) and prunes old ReplicaSets beyond
 ``revisionHistoryLimit``. A changed template (an image, or the
@@ -28,7 +32,7 @@ from typing import Any
 
 from sandbox.errors import ApiError
 
-from ._base import ClusterLike, Controller, Key, RetryLater
+from ._base import ClusterLike, Controller, Key, Record, RetryLater
 from ._deployment_status import (
     deployment_complete,
     new_condition,
@@ -44,106 +48,32 @@ from ._meta import (
     labels_of,
     matches_selector,
     now_rfc3339,
-    parse_time,
 )
 from ._owned import claim
-from ._rollout import RS, new_rs_replicas, old_scale_down_plan, resolve_fenceposts
+from ._revisions import (
+    HASH_LABEL,
+    REVISION,
+    created_order,
+    equal_ignore_hash,
+    max_surge,
+    replicas,
+    revision,
+    rolling_params,
+    set_new_rs_annotations,
+    set_replicas_annotations,
+)
+from ._rollout import RS, new_rs_replicas, old_scale_down_plan
 
-__all__ = ["DeploymentController", "equal_ignore_hash", "run"]
+__all__ = ["DeploymentController", "run_deployment"]
 
 RESOURCE = "deployments.apps"
 REPLICASETS = "replicasets.apps"
-HASH_LABEL = "pod-template-hash"
-REVISION = "deployment.kubernetes.io/revision"
-REVISION_HISTORY = "deployment.kubernetes.io/revision-history"
-DESIRED = "deployment.kubernetes.io/desired-replicas"
-MAX_REPLICAS = "deployment.kubernetes.io/max-replicas"
-_NOT_COPIED = {
-    "kubectl.kubernetes.io/last-applied-configuration",
-    REVISION,
-    REVISION_HISTORY,
-    DESIRED,
-    MAX_REPLICAS,
-    "deprecated.deployment.rollback.to",
-}
 log = logging.getLogger("sandbox.controllers.deployment")
-
-
-def _without_hash(template: Mapping[str, Any]) -> Obj:
-    t = clone(template)
-    labels = (t.get("metadata") or {}).get("labels")
-    if labels:
-        labels.pop(HASH_LABEL, None)
-    return t
-
-
-def equal_ignore_hash(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
-    """``EqualIgnoreHash``: two pod templates equal but for ``pod-template-hash``."""
-    return _without_hash(a) == _without_hash(b)
-
-
-def _revision(obj: Mapping[str, Any]) -> int:
-    value = ((obj.get("metadata") or {}).get("annotations") or {}).get(REVISION, "")
-    try:
-        return int(value)
-    except ValueError:
-        return 0
-
-
-def _replicas(obj: Mapping[str, Any]) -> int:
-    return int((obj.get("spec") or {}).get("replicas", 1))
-
-
-def _created(obj: Mapping[str, Any]) -> tuple[float, str]:
-    when = parse_time((obj.get("metadata") or {}).get("creationTimestamp"))
-    return (when.timestamp() if when else 0.0, obj["metadata"]["name"])
-
-
-def _rolling(d: Mapping[str, Any]) -> tuple[int | str | None, int | str | None]:
-    rolling = ((d.get("spec") or {}).get("strategy") or {}).get("rollingUpdate") or {}
-    return rolling.get("maxSurge"), rolling.get("maxUnavailable")
-
-
-def _max_surge(d: Mapping[str, Any]) -> int:
-    strategy = ((d.get("spec") or {}).get("strategy") or {}).get("type", "RollingUpdate")
-    if strategy != "RollingUpdate":
-        return 0
-    surge, _ = resolve_fenceposts(*_rolling(d), _replicas(d))
-    return surge
-
-
-def _set_replicas_annotations(rs: Obj, desired: int, max_replicas: int) -> bool:
-    annotations = rs["metadata"].setdefault("annotations", {})
-    changed = False
-    for k, v in ((DESIRED, str(desired)), (MAX_REPLICAS, str(max_replicas))):
-        if annotations.get(k) != v:
-            annotations[k] = v
-            changed = True
-    return changed
-
-
-def _set_new_rs_annotations(d: Mapping[str, Any], rs: Obj, revision: int, *, exists: bool) -> bool:
-    """``SetNewReplicaSetAnnotations``: copy the Deployment's annotations, bump the revision."""
-    annotations = rs["metadata"].setdefault("annotations", {})
-    changed = False
-    for k, v in ((d.get("metadata") or {}).get("annotations") or {}).items():
-        if k not in _NOT_COPIED and annotations.get(k) != v:
-            annotations[k] = v
-            changed = True
-    old = annotations.get(REVISION, "")
-    if (int(old) if old.isdigit() else 0) < revision:
-        annotations[REVISION] = str(revision)
-        if old:
-            history = [h for h in annotations.get(REVISION_HISTORY, "").split(",") if h]
-            annotations[REVISION_HISTORY] = ",".join([*history, old])
-        changed = True
-    if not exists and _set_replicas_annotations(rs, _replicas(d), _replicas(d) + _max_surge(d)):
-        changed = True
-    return changed
 
 
 class DeploymentController(Controller):
     name = "deployment"
+    component = "deployment-controller"
     primary = RESOURCE
 
     def keys_for(self, event: str, resource: str, obj: Obj) -> Iterable[Key]:
@@ -189,9 +119,11 @@ class DeploymentController(Controller):
             self.store.list(REPLICASETS, ns),
             lambda rs: matches_selector(selector, labels_of(rs)),
         )
-        sync = _Sync(self.cluster, d, rs_list, stored_status)
-        if d["metadata"].get("deletionTimestamp") or d["spec"].get("paused"):
+        sync = _Sync(self.cluster, d, rs_list, stored_status, self.event)
+        if d["metadata"].get("deletionTimestamp"):
             return await sync.status_only()
+        if d["spec"].get("paused"):
+            return await sync.paused()
         strategy = (d["spec"].get("strategy") or {}).get("type", "RollingUpdate")
         if strategy == "Recreate":
             return await sync.recreate(self._old_pods_running)
@@ -216,9 +148,10 @@ class _Sync:
     """One sync of one Deployment: the objects it read and wrote along the way."""
 
     def __init__(
-        self, cluster: ClusterLike, d: Obj, rs_list: list[Obj], stored_status: Obj
+        self, cluster: ClusterLike, d: Obj, rs_list: list[Obj], stored_status: Obj, record: Record
     ) -> None:
         self.cluster = cluster
+        self.record = record
         self.d = d
         self.rs_list = rs_list
         self.stored_status = stored_status
@@ -228,7 +161,7 @@ class _Sync:
     def old_rs(self) -> list[Obj]:
         new_uid = self.new_rs["metadata"]["uid"] if self.new_rs else None
         olds = [rs for rs in self.rs_list if rs["metadata"]["uid"] != new_uid]
-        return sorted(olds, key=_created)
+        return sorted(olds, key=created_order)
 
     @property
     def all_rs(self) -> list[Obj]:
@@ -239,25 +172,25 @@ class _Sync:
     async def rolling_update(self) -> float | None:
         new_rs = await self._new_replicaset(create=True)
         assert new_rs is not None
-        desired = _replicas(self.d)
-        if _replicas(new_rs) != desired:
-            if _replicas(new_rs) > desired:
+        desired = replicas(self.d)
+        if replicas(new_rs) != desired:
+            if replicas(new_rs) > desired:
                 target = desired
             else:
                 target = new_rs_replicas(
                     desired=desired,
-                    max_surge=_rolling(self.d)[0],
-                    max_unavailable=_rolling(self.d)[1],
+                    max_surge=rolling_params(self.d)[0],
+                    max_unavailable=rolling_params(self.d)[1],
                     all_rs=[self._rs(rs) for rs in self.all_rs],
                     new_rs=self._rs(new_rs),
                 )
-            if target != _replicas(new_rs):
+            if target != replicas(new_rs):
                 await self._scale(new_rs, target)
                 return await self._write_status()
         plan = old_scale_down_plan(
             desired=desired,
-            max_surge=_rolling(self.d)[0],
-            max_unavailable=_rolling(self.d)[1],
+            max_surge=rolling_params(self.d)[0],
+            max_unavailable=rolling_params(self.d)[1],
             new_rs=self._rs(new_rs),
             old_rs=[self._rs(rs) for rs in self.old_rs],
         )
@@ -272,16 +205,26 @@ class _Sync:
         await self._new_replicaset(create=False)
         scaled = False
         for rs in self.old_rs:
-            if _replicas(rs) > 0:
+            if replicas(rs) > 0:
                 await self._scale(rs, 0)
                 scaled = True
         if scaled or old_pods_running(self.old_rs):
             return await self._write_status()
         new_rs = self.new_rs or await self._new_replicaset(create=True)
         assert new_rs is not None
-        if _replicas(new_rs) != _replicas(self.d):
-            await self._scale(new_rs, _replicas(self.d))
+        if replicas(new_rs) != replicas(self.d):
+            await self._scale(new_rs, replicas(self.d))
         return await self._write_status(cleanup=True)
+
+    async def paused(self) -> float | None:
+        """A paused Deployment rolls nothing out, but a scale change still applies
+        when a single ReplicaSet is active (proportional scaling is not modelled)."""
+        self.new_rs = self._find_new()
+        active = [rs for rs in self.rs_list if replicas(rs) > 0]
+        target = active[0] if len(active) == 1 else (self.new_rs if not active else None)
+        if target is not None and replicas(target) != replicas(self.d):
+            await self._scale(target, replicas(self.d))
+        return await self._write_status()
 
     async def status_only(self) -> float | None:
         self.new_rs = self._find_new()
@@ -292,11 +235,11 @@ class _Sync:
     @staticmethod
     def _rs(rs: Mapping[str, Any]) -> RS:
         available = int((rs.get("status") or {}).get("availableReplicas") or 0)
-        return RS(rs["metadata"]["name"], _replicas(rs), available)
+        return RS(rs["metadata"]["name"], replicas(rs), available)
 
     def _find_new(self) -> Obj | None:
         template = self.d["spec"].get("template") or {}
-        olds = sorted(self.rs_list, key=_created)
+        olds = sorted(self.rs_list, key=created_order)
         for rs in olds:
             if equal_ignore_hash((rs.get("spec") or {}).get("template") or {}, template):
                 return rs
@@ -315,25 +258,25 @@ class _Sync:
     async def _new_replicaset(self, *, create: bool) -> Obj | None:
         """``getNewReplicaSet``: find (and sync the revision of) or create the new one."""
         existing = self._find_new()
-        max_old = max((_revision(rs) for rs in self.rs_list if rs is not existing), default=0)
+        max_old = max((revision(rs) for rs in self.rs_list if rs is not existing), default=0)
         if existing is not None:
             self.new_rs = existing
             copy = clone(existing)
-            changed = _set_new_rs_annotations(self.d, copy, max_old + 1, exists=True)
+            changed = set_new_rs_annotations(self.d, copy, max_old + 1, exists=True)
             min_ready = self.d["spec"].get("minReadySeconds", 0)
             if copy["spec"].get("minReadySeconds", 0) != min_ready:
                 copy["spec"]["minReadySeconds"] = min_ready
                 changed = True
             if changed:
                 self._replace(await self.cluster.update(REPLICASETS, copy))
-            await self._set_deployment_revision(_revision(self.new_rs or existing))
+            await self._set_deployment_revision(revision(self.new_rs or existing))
             return self.new_rs
         if not create:
             return None
         rs = self._build_replicaset()
         self.new_rs = rs
-        rs["spec"]["replicas"] = self._initial_replicas(rs)
-        _set_new_rs_annotations(self.d, rs, max_old + 1, exists=False)
+        rs["spec"]["replicas"] = self._initialreplicas(rs)
+        set_new_rs_annotations(self.d, rs, max_old + 1, exists=False)
         try:
             created = await self.cluster.create(
                 REPLICASETS, rs, namespace=rs["metadata"]["namespace"]
@@ -346,6 +289,8 @@ class _Sync:
             raise RetryLater(f"replicaset {rs['metadata']['name']} already exists") from exc
         self.rs_list.append(created)
         self.new_rs = created
+        if replicas(created) > 0:
+            self._scaled(created, 0, replicas(created))
         status = self.d.setdefault("status", {})
         set_condition(
             status,
@@ -360,13 +305,13 @@ class _Sync:
         await self._set_deployment_revision(max_old + 1)
         return created
 
-    def _initial_replicas(self, rs: Obj) -> int:
+    def _initialreplicas(self, rs: Obj) -> int:
         strategy = (self.d["spec"].get("strategy") or {}).get("type", "RollingUpdate")
         if strategy != "RollingUpdate":
-            return _replicas(self.d)
-        surge, unavailable = _rolling(self.d)
+            return replicas(self.d)
+        surge, unavailable = rolling_params(self.d)
         return new_rs_replicas(
-            desired=_replicas(self.d),
+            desired=replicas(self.d),
             max_surge=surge,
             max_unavailable=unavailable,
             all_rs=[self._rs(r) for r in self.rs_list] + [RS(rs["metadata"]["name"], 0)],
@@ -419,11 +364,12 @@ class _Sync:
         fresh["status"] = {**self.stored_status, "collisionCount": status["collisionCount"]}
         await self.cluster.update(RESOURCE, fresh, subresource="status")
 
-    async def _set_deployment_revision(self, revision: int) -> None:
+    async def _set_deployment_revision(self, number: int) -> None:
+        """``SetDeploymentRevision``: the Deployment carries its new ReplicaSet's revision."""
         annotations = self.d["metadata"].setdefault("annotations", {})
-        if annotations.get(REVISION) == str(revision):
+        if annotations.get(REVISION) == str(number):
             return
-        annotations[REVISION] = str(revision)
+        annotations[REVISION] = str(number)
         body = clone(self.d)
         body["status"] = clone(self.stored_status)
         pending_status = self.d.get("status") or {}
@@ -436,15 +382,24 @@ class _Sync:
         if self.new_rs is not None and self.new_rs["metadata"]["uid"] == uid:
             self.new_rs = rs
 
-    async def _scale(self, rs: Obj, replicas: int) -> None:
+    async def _scale(self, rs: Obj, count: int) -> None:
         """``scaleReplicaSet``: set replicas and the desired/max-replicas annotations."""
         copy = clone(rs)
-        copy["spec"]["replicas"] = replicas
-        _set_replicas_annotations(copy, _replicas(self.d), _replicas(self.d) + _max_surge(self.d))
+        copy["spec"]["replicas"] = count
+        set_replicas_annotations(copy, replicas(self.d), replicas(self.d) + max_surge(self.d))
         if copy == rs:
             return
-        log.debug("scaling %s to %d", rs["metadata"]["name"], replicas)
+        log.debug("scaling %s to %d", rs["metadata"]["name"], count)
         self._replace(await self.cluster.update(REPLICASETS, copy))
+        if count != replicas(rs):
+            self._scaled(rs, replicas(rs), count)
+
+    def _scaled(self, rs: Obj, before: int, after: int) -> None:
+        way = "up" if after > before else "down"
+        name = rs["metadata"]["name"]
+        self.record(
+            self.d, "ScalingReplicaSet", f"Scaled {way} replica set {name} from {before} to {after}"
+        )
 
     # -- status and history ----------------------------------------------------------------
 
@@ -471,9 +426,9 @@ class _Sync:
         excess = len(cleanable) - limit
         if excess <= 0:
             return
-        for rs in sorted(cleanable, key=_revision)[:excess]:
+        for rs in sorted(cleanable, key=revision)[:excess]:
             status = rs.get("status") or {}
-            if _replicas(rs) != 0 or int(status.get("replicas") or 0) != 0:
+            if replicas(rs) != 0 or int(status.get("replicas") or 0) != 0:
                 continue
             if int(status.get("observedGeneration") or 0) < rs["metadata"].get("generation", 1):
                 continue
@@ -486,6 +441,6 @@ class _Sync:
                     raise
 
 
-async def run(cluster: ClusterLike) -> None:
+async def run_deployment(cluster: ClusterLike) -> None:
     """Run the Deployment controller until cancelled."""
     await DeploymentController(cluster).run()

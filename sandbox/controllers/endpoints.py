@@ -32,7 +32,7 @@ from ._endpoints_build import (
 )
 from ._meta import Obj, labels_of, owner_reference, selector_matches_labels
 
-__all__ = ["EndpointsController", "run"]
+__all__ = ["EndpointsController", "run_endpoints"]
 
 SLICES = "endpointslices.discovery.k8s.io"
 
@@ -46,6 +46,7 @@ def _selector(service: Obj) -> dict[str, str] | None:
 
 class EndpointsController(Controller):
     name = "endpoints"
+    component = "endpoint-controller"
     primary = "services"
     workers = 3
 
@@ -204,6 +205,6 @@ def _set_ports(slice_: Obj, ports: list[Obj]) -> None:
         slice_.pop("ports", None)
 
 
-async def run(cluster: ClusterLike) -> None:
+async def run_endpoints(cluster: ClusterLike) -> None:
     """Run the Endpoints and EndpointSlice controller until cancelled."""
     await EndpointsController(cluster).run()

@@ -34,7 +34,7 @@ from ._meta import (
 from ._owned import claim
 from ._podtemplate import deletion_order, pod_from_template
 
-__all__ = ["ReplicaSetController", "run"]
+__all__ = ["ReplicaSetController", "run_replicaset"]
 
 RESOURCE = "replicasets.apps"
 log = logging.getLogger("sandbox.controllers.replicaset")
@@ -42,6 +42,7 @@ log = logging.getLogger("sandbox.controllers.replicaset")
 
 class ReplicaSetController(Controller):
     name = "replicaset"
+    component = "replicaset-controller"
     primary = RESOURCE
 
     def keys_for(self, event: str, resource: str, obj: Obj) -> Iterable[Key]:
@@ -91,7 +92,12 @@ class ReplicaSetController(Controller):
                     await self.cluster.delete("pods", pod["metadata"]["namespace"], _name(pod))
                 except ApiError as exc:
                     if exc.code != 404:
+                        self.event(
+                            rs, "FailedDelete", f"Error deleting: {exc.message}", warning=True
+                        )
                         return f"FailedDelete:{exc.message}"
+                else:
+                    self.event(rs, "SuccessfulDelete", f"Deleted pod: {_name(pod)}")
         return None
 
     async def _create(self, rs: Obj, count: int) -> str | None:
@@ -111,11 +117,15 @@ class ReplicaSetController(Controller):
                 ),
                 return_exceptions=True,
             )
+            for result in results:
+                if isinstance(result, dict):
+                    self.event(rs, "SuccessfulCreate", f"Created pod: {_name(result)}")
             errors = [r for r in results if isinstance(r, BaseException)]
             if errors:
                 err = errors[0]
                 log.warning("replicaset %s: creating pods failed: %r", rs["metadata"]["name"], err)
                 message = err.message if isinstance(err, ApiError) else str(err)
+                self.event(rs, "FailedCreate", f"Error creating: {message}", warning=True)
                 return f"FailedCreate:{message}"
             count -= size
             batch *= 2
@@ -169,6 +179,6 @@ def _name(obj: Obj) -> str:
     return str(obj["metadata"]["name"])
 
 
-async def run(cluster: ClusterLike) -> None:
+async def run_replicaset(cluster: ClusterLike) -> None:
     """Run the ReplicaSet controller until cancelled."""
     await ReplicaSetController(cluster).run()

@@ -12,9 +12,11 @@ replacement to be Running and Ready; ``OnDelete`` leaves that to the user.
 
 The revision is ``<set>-<hash of the template>``, reported as
 ``status.updateRevision``; ``status.currentRevision`` moves to it once every
-pod runs it and is Ready. Not modelled: ControllerRevision objects, and so
-``rollingUpdate.partition`` (pods below it would need the old template),
-and volumeClaimTemplates.
+pod runs it and is Ready. ``rollingUpdate.partition`` holds pods below that
+ordinal at the current revision: a replaced one is made from the current
+revision's template, which the controller remembers in memory (it has no
+ControllerRevision objects; after a restart it falls back to the new
+template). volumeClaimTemplates are not modelled.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any
 
 from sandbox.errors import ApiError
 
-from ._base import ClusterLike, Controller, Key
+from ._base import ClusterLike, Controller, Key, Record
 from ._hash import compute_hash
 from ._meta import (
     Obj,
@@ -41,7 +43,7 @@ from ._meta import (
 from ._owned import claim
 from ._podtemplate import pod_from_template
 
-__all__ = ["StatefulSetController", "ordinal_of", "run"]
+__all__ = ["StatefulSetController", "ordinal_of", "run_statefulset"]
 
 RESOURCE = "statefulsets.apps"
 REVISION_LABEL = "controller-revision-hash"
@@ -75,7 +77,13 @@ def _revision(pod: Mapping[str, Any]) -> str:
 
 class StatefulSetController(Controller):
     name = "statefulset"
+    component = "statefulset-controller"
     primary = RESOURCE
+
+    def __init__(self, cluster: ClusterLike) -> None:
+        super().__init__(cluster)
+        self._templates: dict[str, Obj] = {}
+        """Pod templates by revision name (what ControllerRevisions would hold)."""
 
     def keys_for(self, event: str, resource: str, obj: Obj) -> Iterable[Key]:
         meta = obj.get("metadata") or {}
@@ -114,8 +122,12 @@ class StatefulSetController(Controller):
             ),
         )
         revision = update_revision(sts)
+        self._templates[revision] = (sts.get("spec") or {}).get("template") or {}
+        current = (sts.get("status") or {}).get("currentRevision") or revision
         if not is_terminating(sts):
-            await _Pass(self.cluster, sts, self._pods(sts), revision).run()
+            current_template = self._templates.get(current)
+            olds = (current, current_template) if current_template is not None else None
+            await _Pass(self.cluster, sts, self._pods(sts), revision, olds, self.event).run()
         return await self._write_status(sts, revision)
 
     def _pods(self, sts: Obj) -> dict[int, Obj]:
@@ -173,12 +185,26 @@ class StatefulSetController(Controller):
 class _Pass:
     """One pass of ``updateStatefulSet``: create, delete and replace pods."""
 
-    def __init__(self, cluster: ClusterLike, sts: Obj, pods: dict[int, Obj], revision: str):
+    def __init__(
+        self,
+        cluster: ClusterLike,
+        sts: Obj,
+        pods: dict[int, Obj],
+        revision: str,
+        current: tuple[str, Obj] | None,
+        record: Record,
+    ) -> None:
         self.cluster = cluster
+        self.record = record
         self.sts = sts
         self.pods = pods
         self.revision = revision
+        self.current = current
+        """(revision, template) pods below the partition are made from, if known."""
         spec = sts.get("spec") or {}
+        strategy = spec.get("updateStrategy") or {}
+        self.rolling = strategy.get("type", "RollingUpdate") == "RollingUpdate"
+        self.partition = int((strategy.get("rollingUpdate") or {}).get("partition") or 0)
         self.replicas = int(spec.get("replicas", 1))
         self.monotonic = spec.get("podManagementPolicy", "OrderedReady") != "Parallel"
         self.min_ready = int(spec.get("minReadySeconds") or 0)
@@ -234,10 +260,9 @@ class _Pass:
 
     async def _rolling_update(self) -> None:
         """Replace pods of another revision, highest ordinal first, one at a time."""
-        strategy = (self.sts.get("spec") or {}).get("updateStrategy") or {}
-        if strategy.get("type", "RollingUpdate") != "RollingUpdate":
+        if not self.rolling:
             return
-        for ordinal in range(self.replicas - 1, -1, -1):
+        for ordinal in range(self.replicas - 1, min(self.partition, self.replicas) - 1, -1):
             pod = self.pods.get(ordinal)
             if pod is None:
                 return
@@ -249,12 +274,15 @@ class _Pass:
 
     async def _create(self, ordinal: int) -> None:
         name = f"{self.sts['metadata']['name']}-{ordinal}"
+        revision, template = self.revision, (self.sts.get("spec") or {}).get("template") or {}
+        if self.rolling and ordinal < self.partition and self.current is not None:
+            revision, template = self.current
         pod = pod_from_template(
-            (self.sts.get("spec") or {}).get("template") or {},
+            template,
             self.sts,
             name=name,
             extra_labels={
-                REVISION_LABEL: self.revision,
+                REVISION_LABEL: revision,
                 POD_NAME_LABEL: name,
                 POD_INDEX_LABEL: str(ordinal),
             },
@@ -264,6 +292,7 @@ class _Pass:
         if service:
             pod["spec"]["subdomain"] = service
         await self.cluster.create("pods", pod, namespace=self.sts["metadata"]["namespace"])
+        self._record("SuccessfulCreate", f"create Pod {name}")
 
     async def _delete(self, pod: Obj) -> None:
         try:
@@ -271,8 +300,14 @@ class _Pass:
         except ApiError as exc:
             if exc.code != 404:
                 raise
+        else:
+            self._record("SuccessfulDelete", f"delete Pod {pod['metadata']['name']}")
+
+    def _record(self, reason: str, what: str) -> None:
+        set_name = self.sts["metadata"]["name"]
+        self.record(self.sts, reason, f"{what} in StatefulSet {set_name} successful")
 
 
-async def run(cluster: ClusterLike) -> None:
+async def run_statefulset(cluster: ClusterLike) -> None:
     """Run the StatefulSet controller until cancelled."""
     await StatefulSetController(cluster).run()

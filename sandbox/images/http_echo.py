@@ -6,8 +6,9 @@ it answers with), ``POD_NAME``, ``POD_NAMESPACE``, ``POD_IP``.
 
 Routes on ``PORT``:
 - ``GET /healthz`` -> ``ok``;
-- ``GET /ws`` with an Upgrade -> a WebSocket that echoes every message;
-- ``GET /stream?chunks=N`` -> N lines, one every 100 ms (a streamed body);
+- ``GET …/ws`` with an Upgrade -> a WebSocket that echoes every message;
+- ``GET …/stream?chunks=N`` -> N lines, one every 100 ms (a streamed body);
+  (``…``: any prefix, so the routes work behind an ingress path too)
 - anything else -> JSON naming the app, pod and namespace, with the request's
   method, path, headers and body.
 """
@@ -62,8 +63,11 @@ async def _stream(request: web.Request) -> web.StreamResponse:
 
 async def _echo(request: web.Request) -> web.Response:
     global _requests
-    if request.path == "/ws" and request.headers.get("Upgrade", "").lower() == "websocket":
+    last = request.path.rstrip("/").rsplit("/", 1)[-1]
+    if last == "ws" and request.headers.get("Upgrade", "").lower() == "websocket":
         return await _websocket(request)  # type: ignore[return-value]
+    if last == "stream" and request.method == "GET":
+        return await _stream(request)  # type: ignore[return-value]
     _requests += 1
     body = await request.read()
     reply = {
@@ -89,7 +93,6 @@ async def _metrics(request: web.Request) -> web.Response:
 def _app() -> web.Application:
     app = web.Application()
     app.router.add_get("/healthz", _healthz)
-    app.router.add_get("/stream", _stream)
     app.router.add_route("*", "/{tail:.*}", _echo)
     return app
 

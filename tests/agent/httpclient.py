@@ -54,7 +54,7 @@ class HttpConn:
         headers: dict[str, str] | None = None,
         body: bytes = b"",
     ) -> None:
-        hdrs = [("host", "hello")] + list((headers or {}).items())
+        hdrs = [("host", "hello"), *list((headers or {}).items())]
         if body or method in ("POST", "PUT"):
             hdrs.append(("content-length", str(len(body))))
         head = f"{method} {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in hdrs) + "\r\n"

@@ -33,7 +33,9 @@ async def _still_serving(env: AgentEnv) -> None:
     conn.close()
 
 
-async def test_garbage_and_oversized_head(agent_env: AgentEnv, workstation: tuple[str, int]) -> None:
+async def test_garbage_and_oversized_head(
+    agent_env: AgentEnv, workstation: tuple[str, int]
+) -> None:
     await _personal(agent_env, workstation)
     conn = await HttpConn.open(agent_env.http_port)
     await conn.send_raw(b"GET / HTTP/1.1\r\nbad header line\r\n\r\n")
@@ -75,7 +77,9 @@ async def test_client_vanishes_mid_body(agent_env: AgentEnv, workstation: tuple[
     for dev in ("alice", "nobody"):
         conn = await HttpConn.open(agent_env.http_port)
         await conn.send_raw(
-            b"POST /echo HTTP/1.1\r\nhost: h\r\nx-dev: " + dev.encode() + b"\r\ncontent-length: 100000\r\n\r\n"
+            b"POST /echo HTTP/1.1\r\nhost: h\r\nx-dev: "
+            + dev.encode()
+            + b"\r\ncontent-length: 100000\r\n\r\n"
             + b"z" * 1000
         )
         await anyio.sleep(0.05)
@@ -109,7 +113,9 @@ async def test_many_idle_connections(agent_env: AgentEnv, workstation: tuple[str
                 conns.append(w)
                 readers.append(r)
         listeners = agent_env.agent.listeners
-        await wait_for(lambda: listeners[0].connections + listeners[1].connections >= n_http + n_tcp, 20)
+        await wait_for(
+            lambda: listeners[0].connections + listeners[1].connections >= n_http + n_tcp, 20
+        )
         await _still_serving(agent_env)
         # the last pass-through connection still works
         conns[-1].write(b"hi")

@@ -131,7 +131,7 @@ async def test_non_http_and_h2_preface_pass_through(
 
 
 async def test_watch_all_and_reasons(agent_env: AgentEnv, workstation: tuple[str, int]) -> None:
-    info, owner = await _personal(agent_env, workstation)
+    _info, owner = await _personal(agent_env, workstation)
     watcher = await agent_env.connect(OTHER, watch_all=True)
     conn = await HttpConn.open(agent_env.http_port)
     await conn.request("/x", headers={"x-dev": "carol", "cookie": "a=b"})

@@ -122,7 +122,7 @@ async def test_handshake_and_events() -> None:
 
 
 async def test_version_skew_refused() -> None:
-    with pytest.raises(BaseException) as info:  # noqa: B017 - an ExceptionGroup from the task group
+    with pytest.raises(BaseException) as info:
         async with tunnel_pair(client_version="2.0"):
             pass
     text = repr(info.value)
@@ -262,7 +262,7 @@ async def test_heartbeats_keep_idle_tunnel_and_detect_silence() -> None:
 def test_garbage_on_the_wire_closes_cleanly(garbage: bytes) -> None:
     async def main() -> None:
         left, right = anyio.create_memory_object_stream[bytes](100)
-        back_send, back_recv = anyio.create_memory_object_stream[bytes](100)
+        back_send, _back_recv = anyio.create_memory_object_stream[bytes](100)
         from anyio.streams.stapled import StapledObjectStream
 
         class _Bytes(anyio.abc.ByteStream):

@@ -59,7 +59,7 @@ class SandboxHandle:
 @pytest.fixture(scope="session")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxHandle]:
     directory = tmp_path_factory.mktemp("sandbox")
-    box = Sandbox(directory, bookmark_interval=1.0)
+    box = Sandbox(directory, bookmark_interval=1.0, persist=False)
     loop = asyncio.new_event_loop()
     started: Future[None] = Future()
 

@@ -7,7 +7,8 @@ generation, creationTimestamp; generateName; list across all namespaces;
 label selectors (=, !=, in, notin, exists, !exists) and field selectors;
 limit/continue; 409 on a stale resourceVersion and on a duplicate name;
 dryRun=All; status and scale subresources (autoscaling/v1 Scale); Service
-ClusterIP allocation; DELETE answers (object for pods, Status for configmaps).
+ClusterIP allocation; DELETE answers (object for services, Status for configmaps);
+an immutable selector (422).
 """
 
 from __future__ import annotations
@@ -188,3 +189,17 @@ def test_service_cluster_ip_and_pod_delete(
     assert again.spec.cluster_ip == svc.spec.cluster_ip
     deleted = core.delete_namespaced_service("web", namespace)
     assert isinstance(deleted, client.V1Service) and deleted.metadata.name == "web"
+
+
+def test_selector_is_immutable(apps: client.AppsV1Api, namespace: str) -> None:
+    apps.create_namespaced_deployment(namespace, deployment("fixed", image="nowhere/none"))
+    patch = {
+        "spec": {
+            "selector": {"matchLabels": {"app": "other"}},
+            "template": {"metadata": {"labels": {"app": "other"}}},
+        }
+    }
+    with pytest.raises(client.ApiException) as refused:
+        apps.patch_namespaced_deployment("fixed", namespace, patch)
+    assert refused.value.status == 422
+    assert "spec.selector" in refused.value.body and "immutable" in refused.value.body

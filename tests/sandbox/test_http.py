@@ -4,8 +4,8 @@ Covers: TLS verified against the kubeconfig's CA; 401 without or with a bad
 token; 403 ``Status`` for the read-only developer (and what it may do);
 400 for malformed JSON; 404 for an unknown resource; 400 for a kind that does
 not match the URL; 422 naming the field for an invalid spec; 415 for an
-unknown patch type; ``as=Table`` requests answered with a plain list that has
-``kind`` and ``apiVersion``; OpenAPI v3 index and per-group documents; DELETE
+unknown patch type; ``as=Table`` requests answered with a ``meta.k8s.io/v1 Table``, others with a
+plain list that has ``kind`` and ``apiVersion``; OpenAPI v3 index and per-group documents; DELETE
 with a ``DeleteOptions`` body.
 """
 
@@ -130,11 +130,19 @@ async def test_bad_input(http: Http, namespace: str) -> None:
     assert status == 415
 
 
-async def test_table_requests_get_plain_lists(http: Http) -> None:
+async def test_table_and_plain_lists(http: Http) -> None:
     accept = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
     status, body = await http.request(
         "GET", "/api/v1/namespaces?limit=500", headers={"Accept": accept}
     )
+    assert status == 200
+    assert body["kind"] == "Table" and body["apiVersion"] == "meta.k8s.io/v1"
+    assert [c["name"] for c in body["columnDefinitions"]] == ["Name", "Status", "Age"]
+    default = next(r for r in body["rows"] if r["cells"][0] == "default")
+    assert default["cells"][1] == "Active"
+    assert default["object"]["metadata"]["name"] == "default"
+
+    status, body = await http.request("GET", "/api/v1/namespaces?limit=500")
     assert status == 200
     assert body["kind"] == "NamespaceList" and body["apiVersion"] == "v1"
     assert body["metadata"]["resourceVersion"]

@@ -5,8 +5,9 @@ then updating (client-side apply: OpenAPI v3 field validation, strategic
 merge patch with ``$setElementOrder``); ``apply --server-side``; ``patch``
 strategic, merge and json; ``scale`` (merge patch on ``/scale``);
 ``rollout status`` (list + watch with bookmarks, Deployment controller);
-``logs`` (kubelet); ``delete`` (DeleteOptions body); the developer context
-is refused writes with the real 403 message.
+``logs`` (kubelet); ``delete`` (DeleteOptions body); ``fieldValidation``
+Strict refuses an unknown field and Warn warns; the developer context is
+refused writes with the real 403 message.
 """
 
 from __future__ import annotations
@@ -196,6 +197,23 @@ def test_patch_flavours(sandbox: SandboxHandle, namespace: str) -> None:
     kubectl(sandbox, "delete", "-n", namespace, "configmap", "p")
     missing = kubectl(sandbox, "get", "-n", namespace, "configmap", "p", check=False)
     assert missing.returncode != 0 and "NotFound" in missing.stderr
+
+
+def test_strict_field_validation(sandbox: SandboxHandle, namespace: str) -> None:
+    doc = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "typo", "namespace": namespace, "labelz": {"a": "b"}},
+        "data": {"a": "1"},
+    }
+    refused = kubectl(sandbox, "apply", "-f", "-", stdin=json.dumps(doc), check=False)
+    assert refused.returncode != 0
+    assert 'strict decoding error: unknown field "metadata.labelz"' in refused.stderr
+    warned = kubectl(
+        sandbox, "apply", "--validate=warn", "-f", "-", stdin=json.dumps(doc), check=False
+    )
+    assert warned.returncode == 0, warned.stderr
+    assert 'unknown field "metadata.labelz"' in warned.stderr
 
 
 def test_developer_context_is_read_only(sandbox: SandboxHandle, namespace: str) -> None:

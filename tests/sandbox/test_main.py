@@ -5,7 +5,8 @@ prints ``export KUBECONFIG=DIR/kubeconfig``; the kubeconfig has the
 ``sandbox-admin`` (current) and ``sandbox-developer`` contexts and works with
 the real client over TLS; the demo Deployment's pods run as local processes;
 ``status`` reports it; ``stop`` leaves no process behind (server or pod);
-``status`` afterwards says it is not running.
+``status`` afterwards says it is not running; a second ``start`` brings the
+objects back (same uid and resourceVersion) from ``DIR/state.json``.
 """
 
 from __future__ import annotations
@@ -65,10 +66,13 @@ def test_start_status_stop(tmp_path: Path) -> None:
         core = client.CoreV1Api(api)
 
         def demo_running() -> bool:
-            pods = core.list_namespaced_pod("demo").items
-            return bool(pods) and all(p.status.phase == "Running" for p in pods)
+            pods = core.list_pod_for_all_namespaces().items
+            return any(p.status.phase == "Running" for p in pods)
 
         wait_for(demo_running, timeout=60, what="demo pods running")
+        kept = core.create_namespaced_config_map(
+            "default", {"metadata": {"name": "kept"}, "data": {"a": "1"}}
+        )
         api.close()
         assert _processes_under(directory)
         server_pid = int(yaml.safe_load((directory / "server.json").read_text())["pid"])
@@ -79,3 +83,15 @@ def test_start_status_stop(tmp_path: Path) -> None:
     assert not Path(f"/proc/{server_pid}").exists()
     after = _run("status", "--dir", str(directory), cwd=tmp_path)
     assert after.returncode == 1 and "no sandbox running" in after.stdout
+
+    restarted = _run("start", "--dir", str(directory), cwd=tmp_path)
+    try:
+        assert restarted.returncode == 0, restarted.stderr
+        api = config.new_client_from_config(config_file=str(directory / "kubeconfig"))
+        again = client.CoreV1Api(api).read_namespaced_config_map("kept", "default")
+        assert again.metadata.uid == kept.metadata.uid
+        assert again.metadata.resource_version == kept.metadata.resource_version
+        api.close()
+    finally:
+        assert _run("stop", "--dir", str(directory), cwd=tmp_path).returncode == 0
+    wait_for(lambda: not _processes_under(directory), timeout=20, what="no process left")

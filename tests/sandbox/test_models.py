@@ -53,7 +53,12 @@ def _objects(namespace: str) -> list[tuple[str, dict[str, Any]]]:
         ),
         (
             "/api/v1/namespaces/{ns}/secrets",
-            {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "stringData": {"k": "v"}},
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "s"},
+                "stringData": {"k": "v"},
+            },
         ),
         (
             "/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/roles",
@@ -89,7 +94,9 @@ def _objects(namespace: str) -> list[tuple[str, dict[str, Any]]]:
                                     {
                                         "path": "/",
                                         "pathType": "Prefix",
-                                        "backend": {"service": {"name": "web", "port": {"number": 80}}},
+                                        "backend": {
+                                            "service": {"name": "web", "port": {"number": 80}}
+                                        },
                                     }
                                 ]
                             },
@@ -144,7 +151,8 @@ def test_every_object_validates(sandbox: SandboxHandle, namespace: str) -> None:
     client.V1Scale.from_dict(scale)
     api = sandbox.api_client()
     table = client.CoreV1Api(api).list_namespaced_pod(
-        namespace, _headers={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"},
+        namespace,
+        _headers={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"},
         _preload_content=False,
     )
     body = json.loads(table.data)

@@ -1,7 +1,8 @@
 """Fixtures: an in-process sandbox ``Cluster`` with its controllers running.
 
 No kubelet runs: tests mark pods Ready themselves (``helpers.mark_ready``), and
-``PodReaper`` finishes graceful pod deletions the way the kubelet would.
+``StandInNode`` binds new pods to the node and finishes graceful pod deletions,
+the way the kubelet would.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from sandbox import gc
 from sandbox.cluster import Cluster
 from sandbox.controllers import CONTROLLERS
 
-from .helpers import PodReaper
+from .helpers import StandInNode
 
 
 @pytest.fixture
@@ -24,7 +25,7 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture
-async def sandbox() -> AsyncIterator[tuple[Cluster, PodReaper]]:
+async def sandbox() -> AsyncIterator[tuple[Cluster, StandInNode]]:
     c = Cluster()
     try:
         await c.create(
@@ -32,21 +33,21 @@ async def sandbox() -> AsyncIterator[tuple[Cluster, PodReaper]]:
         )
         async with anyio.create_task_group() as tg:
             tg.start_soon(gc.run, c)
-            reaper = PodReaper(c)
-            tg.start_soon(reaper.run)
+            node = StandInNode(c)
+            tg.start_soon(node.run)
             for controller in CONTROLLERS:
                 tg.start_soon(controller, c)
-            yield c, reaper
+            yield c, node
             tg.cancel_scope.cancel()
     finally:
         c.close()
 
 
 @pytest.fixture
-def cluster(sandbox: tuple[Cluster, PodReaper]) -> Cluster:
+def cluster(sandbox: tuple[Cluster, StandInNode]) -> Cluster:
     return sandbox[0]
 
 
 @pytest.fixture
-def reaper(sandbox: tuple[Cluster, PodReaper]) -> PodReaper:
+def node(sandbox: tuple[Cluster, StandInNode]) -> StandInNode:
     return sandbox[1]

@@ -82,8 +82,9 @@ def _now() -> str:
 
 
 class StandInKubelet:
-    """Watches a namespace's pods; runs them (Running, Ready, an IP) and finishes their
-    deletion, as the kubelet would. ``ready`` decides which pods become Ready."""
+    """Watches a namespace's pods; binds them to the node, runs them (Running, Ready,
+    an IP) and finishes their deletion, as the kubelet would. ``ready`` decides which
+    pods become Ready."""
 
     def __init__(self, api: client.ApiClient, namespace: str, server: Server) -> None:
         self.core = client.CoreV1Api(api)
@@ -140,6 +141,15 @@ class StandInKubelet:
                 if exc.status != 404:
                     raise
             return
+        if not pod.spec.node_name:
+            try:
+                self.core.patch_namespaced_pod(
+                    name, self.namespace, {"spec": {"nodeName": "sandbox"}}
+                )
+            except client.ApiException as exc:
+                if exc.status != 404:
+                    raise
+            return  # the bound pod comes back as a MODIFIED event
         conditions = {c.type: c.status for c in pod.status.conditions or []}
         ready = self.ready(pod)
         if pod.status.pod_ip and conditions.get("Ready") == ("True" if ready else "False"):

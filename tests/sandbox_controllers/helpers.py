@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import anyio
 
 from sandbox.cluster import Cluster
+from sandbox.errors import ApiError
 
 Obj = dict[str, Any]
 
@@ -129,23 +131,34 @@ def deployment(name: str, replicas: int, *, image: str = "demo/hello:1", **spec:
     }
 
 
-class PodReaper:
-    """The kubelet's part in deletion: a terminating pod is removed (grace 0) at once.
+class StandInNode:
+    """The kubelet's part in scheduling and deletion, and nothing else: an unscheduled
+    pod is bound to the node ``sandbox``; a terminating pod is removed (grace 0).
 
-    Set ``hold`` to keep terminating pods around, as a slow-stopping container would.
+    Set ``hold`` to keep terminating pods around, as slow-stopping containers would.
     """
+
+    NODE = "sandbox"
 
     def __init__(self, cluster: Cluster) -> None:
         self.cluster = cluster
         self.hold = False
-        self._pending: set[tuple[str, str]] = set()
+        self._unbound: set[tuple[str, str]] = set()
+        self._terminating: set[tuple[str, str]] = set()
         self._wake = anyio.Event()
         cluster.subscribe(self._on_event)
 
     def _on_event(self, event: str, resource: str, obj: Obj) -> None:
-        if resource == "pods" and event != "DELETED" and obj["metadata"].get("deletionTimestamp"):
-            self._pending.add((obj["metadata"]["namespace"], obj["metadata"]["name"]))
-            self._wake.set()
+        if resource != "pods" or event == "DELETED":
+            return
+        key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
+        if obj["metadata"].get("deletionTimestamp"):
+            self._terminating.add(key)
+        elif not obj["spec"].get("nodeName"):
+            self._unbound.add(key)
+        else:
+            return
+        self._wake.set()
 
     def release(self) -> None:
         """Stop holding and finish every pending deletion."""
@@ -156,11 +169,23 @@ class PodReaper:
         while True:
             await self._wake.wait()
             self._wake = anyio.Event()
-            if self.hold:
-                continue
-            while self._pending:
-                ns, name = self._pending.pop()
-                try:
+            while self._unbound:
+                ns, name = self._unbound.pop()
+                bind = {"spec": {"nodeName": self.NODE}}
+                with contextlib.suppress(ApiError):  # gone meanwhile
+                    await self.cluster.patch("pods", ns, name, bind, patch_type="merge")
+            while self._terminating and not self.hold:
+                ns, name = self._terminating.pop()
+                with contextlib.suppress(ApiError):  # gone meanwhile
                     await self.cluster.delete("pods", ns, name, grace_period_seconds=0)
-                except Exception:  # already gone
-                    pass
+
+
+def events(
+    cluster: Cluster, kind: str, name: str, ns: str = "default"
+) -> list[tuple[str, str, str]]:
+    """(component, reason, message) of the Events about one object."""
+    return [
+        (e["source"]["component"], e["reason"], e["message"])
+        for e in cluster.store.list("events", ns)
+        if e["involvedObject"]["kind"] == kind and e["involvedObject"]["name"] == name
+    ]

@@ -12,7 +12,9 @@ rollout restart``'s template annotation is a new revision; a rollback to an old
 template reuses its ReplicaSet with the next revision; Recreate never runs old
 and new pods together; scaling a finished Deployment scales its ReplicaSet;
 revisionHistoryLimit prunes old ReplicaSets; an unready rollout reports
-``ProgressDeadlineExceeded`` after ``progressDeadlineSeconds``.
+``ProgressDeadlineExceeded`` after ``progressDeadlineSeconds``; ScalingReplicaSet
+Events are recorded; a paused Deployment follows a scale change but rolls out
+its new template only once resumed.
 """
 
 from __future__ import annotations
@@ -320,3 +322,29 @@ async def test_progress_deadline_exceeded(cluster: Cluster) -> None:
     assert cond["status"] == "False"
     assert cond["message"].endswith("has timed out progressing.")
     assert condition(d, "Available")["status"] == "False"
+
+
+async def test_paused_deployment_scales_but_does_not_roll_out(cluster: Cluster) -> None:
+    await cluster.create(DEPLOY, deployment("hello", 1))
+    await ready_all(cluster, "hello")
+    await cluster.patch(
+        DEPLOY,
+        "default",
+        "hello",
+        {
+            "spec": {
+                "paused": True,
+                "replicas": 2,
+                "template": {"spec": {"containers": [{"name": "app", "image": "demo/hello:2"}]}},
+            }
+        },
+        patch_type="strategic",
+    )
+    await until(cluster, lambda: len(pods(cluster, app="hello")) == 2)
+    await until(cluster, lambda: get(cluster, DEPLOY, "hello")["status"]["observedGeneration"] == 2)
+    assert len(replicasets(cluster, "hello")) == 1
+    await cluster.patch(DEPLOY, "default", "hello", {"spec": {"paused": False}}, patch_type="merge")
+    await until(cluster, lambda: len(replicasets(cluster, "hello")) == 2)
+    await ready_all(cluster, "hello")
+    images = {p["spec"]["containers"][0]["image"] for p in pods(cluster, app="hello")}
+    assert images == {"demo/hello:2"}

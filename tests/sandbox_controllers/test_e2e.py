@@ -7,7 +7,8 @@ status through the API and finishes their graceful deletion.
 Covers: a Deployment created with the client rolls out and ``kubectl rollout
 status`` reports success; ``kubectl set image`` makes a second ReplicaSet and
 the old one ends at 0 while ``rollout status`` follows; ``kubectl rollout
-restart`` is revision 3 and ``kubectl rollout history`` lists the revisions;
+restart`` is revision 3 and ``kubectl rollout history`` lists the revisions; ``kubectl rollout undo
+--to-revision=1`` reuses revision 1's ReplicaSet as revision 4;
 every Deployment/ReplicaSet/pod the controllers wrote deserializes into the
 client's models; ``kubectl rollout status`` for a StatefulSet; Endpoints and
 EndpointSlices read through the client list only ready pods and follow a
@@ -143,6 +144,24 @@ def test_deployment_rollouts_with_kubectl(
             "2",
             "3",
         ]
+
+        out = server.kubectl(
+            "rollout", "undo", "deployment/hello", "--to-revision=1", "-n", namespace
+        )
+        assert out.returncode == 0, out.stderr
+        out = server.kubectl(
+            "rollout", "status", "deployment/hello", "-n", namespace, "--timeout=60s"
+        )
+        assert out.returncode == 0, out.stderr
+        revisions = {
+            rs.metadata.annotations["deployment.kubernetes.io/revision"]: rs.spec.replicas
+            for rs in apps.list_namespaced_replica_set(namespace).items
+        }
+        assert revisions == {"2": 0, "3": 0, "4": 3}  # revision 1's ReplicaSet is reused as 4
+        pods = (
+            client.CoreV1Api(api).list_namespaced_pod(namespace, label_selector="app=hello").items
+        )
+        assert {p.spec.containers[0].image for p in pods} == {"demo/hello:1"}
 
 
 @needs_kubectl

@@ -19,7 +19,7 @@ from typing import Any
 
 from sandbox.cluster import Cluster
 
-from .helpers import PodReaper, container, deployment, mark_ready, set_pod_status, until
+from .helpers import StandInNode, container, deployment, mark_ready, set_pod_status, until
 
 SLICES = "endpointslices.discovery.k8s.io"
 
@@ -161,7 +161,7 @@ async def test_deleting_the_service_deletes_endpoints_and_slices(cluster: Cluste
     )
 
 
-async def test_slices_mark_terminating_endpoints(cluster: Cluster, reaper: PodReaper) -> None:
+async def test_slices_mark_terminating_endpoints(cluster: Cluster, node: StandInNode) -> None:
     svc = await cluster.create("services", service("hello", {"app": "hello"}))
     a = await make_pod(cluster, "a", ready=True, http=8080)
     (slice_,) = await until(
@@ -186,7 +186,7 @@ async def test_slices_mark_terminating_endpoints(cluster: Cluster, reaper: PodRe
     assert endpoint["addresses"] == [a["status"]["podIP"]]
     assert endpoint["conditions"] == {"ready": True, "serving": True, "terminating": False}
     assert endpoint["targetRef"]["name"] == "a" and endpoint["nodeName"] == "sandbox"
-    reaper.hold = True
+    node.hold = True
     await cluster.delete("pods", "default", "a")
     await until(
         cluster,
@@ -196,7 +196,7 @@ async def test_slices_mark_terminating_endpoints(cluster: Cluster, reaper: PodRe
         ),
     )
     assert not subsets(cluster, "hello")  # Endpoints drop terminating pods at once
-    reaper.release()
+    node.release()
     await until(cluster, lambda: slices(cluster, "hello")[0]["endpoints"] == [])
 
 

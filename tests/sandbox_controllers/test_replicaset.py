@@ -7,7 +7,8 @@ availableReplicas, observedGeneration) follow pod readiness; scaling down
 deletes not-ready pods first; a deleted pod is replaced; matching orphans are
 adopted instead of creating more pods; a pod relabelled out of the selector is
 released and replaced; minReadySeconds delays availability; deleting the
-ReplicaSet removes its pods (through garbage collection).
+ReplicaSet removes its pods (through garbage collection); SuccessfulCreate
+Events are recorded.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 from sandbox.cluster import Cluster
 
-from .helpers import container, is_ready, mark_ready, pods, until
+from .helpers import container, events, is_ready, mark_ready, pods, until
 
 RS = "replicasets.apps"
 
@@ -64,7 +65,6 @@ async def test_creates_owned_pods_and_counts_ready_ones(cluster: Cluster) -> Non
                 "blockOwnerDeletion": True,
             }
         ]
-        assert pod["spec"]["nodeName"] == "sandbox"
     await until(cluster, lambda: status(cluster, "web").get("replicas") == 3)
     assert status(cluster, "web").get("readyReplicas", 0) == 0
     for pod in created[:2]:
@@ -74,6 +74,11 @@ async def test_creates_owned_pods_and_counts_ready_ones(cluster: Cluster) -> Non
     assert final["availableReplicas"] == 2
     assert final["fullyLabeledReplicas"] == 3
     assert final["observedGeneration"] == 1
+    created_events = {
+        ("replicaset-controller", "SuccessfulCreate", f"Created pod: {p['metadata']['name']}")
+        for p in created
+    }
+    await until(cluster, lambda: created_events <= set(events(cluster, "ReplicaSet", "web")))
 
 
 async def test_scale_down_deletes_not_ready_pods_first(cluster: Cluster) -> None:
@@ -150,7 +155,8 @@ async def test_releases_a_relabelled_pod_and_replaces_it(cluster: Cluster) -> No
 
 
 async def test_min_ready_seconds_delays_availability(cluster: Cluster) -> None:
-    await cluster.create(RS, replicaset("web", 1, minReadySeconds=1))
+    # Timestamps have whole seconds, so 2s leaves at least 1s to see "ready, not available".
+    await cluster.create(RS, replicaset("web", 1, minReadySeconds=2))
     (pod,) = await until(cluster, lambda: pods(cluster, app="web"))
     await mark_ready(cluster, pod)
     await until(cluster, lambda: status(cluster, "web").get("readyReplicas") == 1)

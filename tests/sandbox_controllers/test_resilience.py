@@ -4,7 +4,8 @@ Covers: a ReplicaSet whose pods are refused (a mutating webhook with
 ``failurePolicy: Fail`` that cannot be reached) gets a ``ReplicaFailure``
 condition (reason FailedCreate) while another ReplicaSet is served normally;
 once the webhook is gone, the retries (with back-off, no polling) create its
-pods and the condition is cleared.
+pods and the condition is cleared; controllers restarted on the same cluster
+find the work done and change nothing (same pods, one ReplicaSet).
 """
 
 from __future__ import annotations
@@ -12,10 +13,14 @@ from __future__ import annotations
 import socket
 from typing import Any
 
+import anyio
+
+from sandbox import gc
 from sandbox.admission import MutatingAdmission
 from sandbox.cluster import Cluster
+from sandbox.controllers import CONTROLLERS
 
-from .helpers import container, pods, until
+from .helpers import StandInNode, container, deployment, is_ready, mark_ready, pods, until
 
 RS = "replicasets.apps"
 WEBHOOKS = "mutatingwebhookconfigurations.admissionregistration.k8s.io"
@@ -91,3 +96,40 @@ async def test_refused_pods_do_not_stop_the_controller(cluster: Cluster) -> None
     await cluster.delete(WEBHOOKS, None, "unreachable")
     await until(cluster, lambda: len(pods(cluster, app="broken")) == 2, timeout=15)
     await until(cluster, lambda: failure(cluster, "broken") is None)
+
+
+async def _run_controllers_until_available(c: Cluster) -> list[str]:
+    """Start fresh controllers, wait until 3 replicas are available, stop them."""
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(gc.run, c)
+        node = StandInNode(c)
+        tg.start_soon(node.run)
+        for controller in CONTROLLERS:
+            tg.start_soon(controller, c)
+        if c.store.get("deployments.apps", "default", "hello") is None:
+            await c.create("deployments.apps", deployment("hello", 3))
+        found = await until(c, lambda: len(pods(c, app="hello")) == 3 and pods(c, app="hello"))
+        for pod in found:
+            if not is_ready(pod):
+                await mark_ready(c, pod)
+
+        def available() -> int:
+            d = c.store.get("deployments.apps", "default", "hello") or {}
+            return int((d.get("status") or {}).get("availableReplicas") or 0)
+
+        await until(c, lambda: available() == 3)
+        tg.cancel_scope.cancel()
+    return sorted(p["metadata"]["name"] for p in pods(c, app="hello"))
+
+
+async def test_restarted_controllers_pick_up_where_they_left_off() -> None:
+    """Level-triggered: new controller instances read the state, they do not redo it."""
+    c = Cluster()
+    try:
+        await c.create("namespaces", {"metadata": {"name": "default"}})
+        first = await _run_controllers_until_available(c)
+        again = await _run_controllers_until_available(c)
+        assert again == first
+        assert len(c.store.list("replicasets.apps", "default")) == 1
+    finally:
+        c.close()

@@ -157,6 +157,11 @@ def test_pod_template_hash() -> None:
     changed = {**template, "spec": {"containers": [{"name": "c", "image": "x:2"}]}}
     assert compute_hash(changed) != h
     assert compute_hash(template, 1) != h
+    # Nulls and empty values are Go's zero values: the same template.
+    with_nulls = {
+        "metadata": {**template["metadata"], "creationTimestamp": None, "annotations": {}}
+    }
+    assert compute_hash({**template, **with_nulls}) == h
     assert fnv1a_32(b"") == 0x811C9DC5 and fnv1a_32(b"a") == 0xE40C292C  # FNV-1a test vectors
     assert safe_encode("0123456789") == "456789bcdf"
 

@@ -7,7 +7,9 @@ pod N only once pod N-1 is Running and Ready; scale-down removes the highest
 ordinal first and waits for it to be gone; Parallel creates every pod at once;
 a template change replaces pods in reverse ordinal order, one at a time, each
 waiting for the previous replacement to be Ready, then currentRevision moves to
-updateRevision; OnDelete leaves pods alone; status counts.
+updateRevision; a partition keeps lower ordinals (even recreated ones) at the
+current revision until it is lowered; OnDelete leaves pods alone; status counts;
+SuccessfulCreate Events.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 
 from sandbox.cluster import Cluster
 
-from .helpers import PodReaper, container, is_ready, mark_ready, pods, until
+from .helpers import StandInNode, container, events, is_ready, mark_ready, pods, until
 
 STS = "statefulsets.apps"
 
@@ -80,12 +82,18 @@ async def test_ordered_ready_creates_one_at_a_time(cluster: Cluster) -> None:
     assert web1["metadata"]["ownerReferences"][0]["uid"] == sts["metadata"]["uid"]
     assert s["replicas"] == s["currentReplicas"] == s["updatedReplicas"] == 3
     assert s["availableReplicas"] == 3
+    created = (
+        "statefulset-controller",
+        "SuccessfulCreate",
+        "create Pod web-2 in StatefulSet web successful",
+    )
+    await until(cluster, lambda: created in events(cluster, "StatefulSet", "web"))
 
 
-async def test_scale_down_in_reverse_order(cluster: Cluster, reaper: PodReaper) -> None:
+async def test_scale_down_in_reverse_order(cluster: Cluster, node: StandInNode) -> None:
     await cluster.create(STS, statefulset("web", 3))
     await ready_in_order(cluster, "web", 3)
-    reaper.hold = True
+    node.hold = True
     await cluster.patch(STS, "default", "web", {"spec": {"replicas": 1}}, patch_type="merge")
     await until(
         cluster, lambda: (p := pod(cluster, "web-2")) and p["metadata"].get("deletionTimestamp")
@@ -93,7 +101,7 @@ async def test_scale_down_in_reverse_order(cluster: Cluster, reaper: PodReaper) 
     # web-1 waits until web-2 is gone.
     web1 = pod(cluster, "web-1")
     assert web1 is not None and not web1["metadata"].get("deletionTimestamp")
-    reaper.release()
+    node.release()
     await until(cluster, lambda: names(cluster, "web") == ["web-0"])
     await until(cluster, lambda: status(cluster, "web").get("replicas") == 1)
 
@@ -159,4 +167,63 @@ async def test_on_delete_leaves_pods_alone(cluster: Cluster) -> None:
     await until(
         cluster,
         lambda: (p := pod(cluster, "web-0")) and p["spec"]["containers"][0]["image"] == "demo/db:2",
+    )
+
+
+async def test_partition_holds_lower_ordinals_at_the_current_revision(cluster: Cluster) -> None:
+    strategy = {"type": "RollingUpdate", "rollingUpdate": {"partition": 2}}
+    await cluster.create(STS, statefulset("web", 3, updateStrategy=strategy))
+    await ready_in_order(cluster, "web", 3)
+    old_revision = await until(cluster, lambda: status(cluster, "web").get("currentRevision"))
+    await cluster.patch(
+        STS,
+        "default",
+        "web",
+        {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "demo/db:2"}]}}}},
+        patch_type="strategic",
+    )
+    web2 = await until(
+        cluster,
+        lambda: (
+            (p := pod(cluster, "web-2"))
+            and p["spec"]["containers"][0]["image"] == "demo/db:2"
+            and p
+        ),
+    )
+    await mark_ready(cluster, web2)
+    await until(cluster, lambda: status(cluster, "web").get("updatedReplicas") == 1)
+    # A pod below the partition that goes is recreated from the old template.
+    await cluster.delete("pods", "default", "web-0")
+    web0 = await until(
+        cluster,
+        lambda: (p := pod(cluster, "web-0")) and not p["metadata"].get("deletionTimestamp") and p,
+    )
+    assert web0["spec"]["containers"][0]["image"] == "demo/db:1"
+    assert web0["metadata"]["labels"]["controller-revision-hash"] == old_revision
+    await mark_ready(cluster, web0)
+    assert status(cluster, "web")["currentRevision"] == old_revision
+    # Lowering the partition lets the rollout finish.
+    await cluster.patch(
+        STS,
+        "default",
+        "web",
+        {"spec": {"updateStrategy": {"rollingUpdate": {"partition": 0}}}},
+        patch_type="merge",
+    )
+    for name in ("web-1", "web-0"):
+        replaced = await until(
+            cluster,
+            lambda n=name: (
+                (p := pod(cluster, n))  # type: ignore[misc]
+                and p["spec"]["containers"][0]["image"] == "demo/db:2"
+                and p
+            ),
+        )
+        await mark_ready(cluster, replaced)
+    await until(
+        cluster,
+        lambda: (
+            status(cluster, "web").get("currentRevision")
+            == status(cluster, "web").get("updateRevision")
+        ),
     )

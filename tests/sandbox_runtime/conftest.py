@@ -1,5 +1,11 @@
-"""Fixtures for the sandbox runtime tests: a real Cluster with the kubelet and the
-Service proxy running on it (no HTTP; the API server's own fixture adds that)."""
+"""Fixtures for the sandbox runtime tests.
+
+``runtime``: a real ``Cluster`` (no HTTP) with the kubelet and its Service
+proxy running on it, with CrashLoopBackOff delays shortened for tests.
+``sandbox``, ``namespace``, ``core``, ``apps``: the API server's fixtures (a
+real HTTPS sandbox in its own thread), imported so the end-to-end tests of
+this folder get their own instance.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +16,12 @@ from pathlib import Path
 import pytest
 
 from sandbox.cluster import Cluster
-from sandbox.kubelet import Kubelet, KubeletConfig, Timings
+from sandbox.kubelet import Kubelet, KubeletConfig
 from sandbox.services import ServiceProxy
+from tests.sandbox.conftest import apps, core, namespace, sandbox
 from tests.sandbox_runtime.helpers import FAST
+
+__all__ = ["Runtime", "apps", "core", "namespace", "runtime", "sandbox"]
 
 
 @pytest.fixture
@@ -40,6 +49,3 @@ async def runtime(tmp_path: Path) -> AsyncIterator[Runtime]:
     finally:
         await kubelet.stop()
         cluster.close()
-
-
-__all__ = ["Runtime", "Timings"]

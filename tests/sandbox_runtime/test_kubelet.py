@@ -316,11 +316,18 @@ async def test_sigterm_ignored_means_sigkill_after_grace(runtime: Runtime) -> No
     assert process is not None and process.pid is not None
     members = _group_members(process.pid)
     assert len(members) >= 2  # sh and sleep
+    await wait_for(lambda: _get(runtime, "stubborn")["spec"].get("nodeName"), what="bound")
     started = time.monotonic()
     await runtime.cluster.delete("pods", "default", "stubborn")
+    terminating = _get(runtime, "stubborn")
+    assert terminating is not None  # graceful: the kubelet removes it once stopped
+    assert terminating["metadata"]["deletionGracePeriodSeconds"] == 1
     await wait_for(lambda: not any(_alive(p) for p in members), timeout=10, what="processes gone")
     assert time.monotonic() - started >= 0.9
+    await wait_for(lambda: _get(runtime, "stubborn") is None, what="pod object removed")
     await wait_for(lambda: uid not in runtime.kubelet.workers, what="worker removed")
+    await runtime.kubelet.flush_events()
+    assert ("Normal", "Killing", "Stopping container main") in events(runtime.cluster, "stubborn")
 
 
 async def test_stop_leaves_no_process_behind(runtime: Runtime) -> None:
@@ -340,3 +347,71 @@ async def test_stop_leaves_no_process_behind(runtime: Runtime) -> None:
     await runtime.kubelet.stop()
     await wait_for(lambda: not any(_alive(p) for p in pids), timeout=10, what="no process left")
     await asyncio.sleep(0)
+
+
+async def test_logs_follow_until_the_run_ends(runtime: Runtime) -> None:
+    script = "echo one; read line < ./go; echo two; exit 0"
+    await runtime.cluster.create(
+        "pods",
+        pod(
+            "chatty",
+            container("main", "waylay/toolbox", command=["sh", "-c", f"mkfifo go; {script}"]),
+            restartPolicy="Never",
+        ),
+    )
+    await wait_for(
+        lambda: container_status(_get(runtime, "chatty"), "main").get("state", {}).get("running"),
+        what="running",
+    )
+    stream = runtime.kubelet.logs("default", "chatty", "main", follow=True)
+    chunks = aiter(stream)
+    first = await asyncio.wait_for(anext(chunks), 10)
+    while first != b"one\n":  # the first read may race the echo
+        first += await asyncio.wait_for(anext(chunks), 10)
+    workdir = runtime.kubelet.workers[_get(runtime, "chatty")["metadata"]["uid"]].workdir
+    await asyncio.to_thread((workdir / "go").write_text, "go\n")
+    rest = b"".join([chunk async for chunk in chunks])  # ends when the container exits
+    assert rest == b"two\n"
+
+
+async def test_init_containers_run_first(runtime: Runtime) -> None:
+    spec = pod(
+        "initd",
+        container("main", "waylay/toolbox", command=["sh", "-c", "cat made-by-init; sleep 300"]),
+        initContainers=[
+            container(
+                "prepare", "waylay/toolbox", command=["sh", "-c", "echo prepared > made-by-init"]
+            )
+        ],
+    )
+    await runtime.cluster.create("pods", spec)
+    ready = await wait_for(lambda: _ready(runtime, "initd"), what="Ready after init")
+    init = ready["status"]["initContainerStatuses"][0]
+    assert init["state"]["terminated"]["reason"] == "Completed"
+    assert condition(ready, "Initialized") == "True"
+    text = await wait_for(
+        lambda: (
+            runtime.kubelet.workers[ready["metadata"]["uid"]].containers[0].log_path(0).read_bytes()
+        ),
+        what="main container output",
+    )
+    assert text == b"prepared\n"
+
+
+async def test_startup_probe_holds_back_started_and_ready(runtime: Runtime) -> None:
+    startup = {
+        "exec": {"command": ["test", "-f", "booted"]},
+        "periodSeconds": 1,
+        "failureThreshold": 30,
+    }
+    await runtime.cluster.create("pods", pod("slow", container(startupProbe=startup)))
+    await wait_for(
+        lambda: container_status(_get(runtime, "slow"), "web").get("state", {}).get("running"),
+        what="running",
+    )
+    status = container_status(_get(runtime, "slow"), "web")
+    assert status["started"] is False and status["ready"] is False
+    workdir = runtime.kubelet.workers[_get(runtime, "slow")["metadata"]["uid"]].workdir
+    (workdir / "booted").write_text("")
+    await wait_for(lambda: _ready(runtime, "slow"), what="Ready after startup")
+    assert container_status(_get(runtime, "slow"), "web")["started"] is True

@@ -9,6 +9,7 @@ import pytest
 from textual.message import Message
 from textual.pilot import Pilot
 
+from tests.sandbox.conftest import sandbox  # noqa: F401  (the real cluster, session-wide)
 from tests.tui.fakes import FakeSource
 from tui.app import WaylayApp
 from tui.source import ClusterSource

@@ -18,9 +18,9 @@ from anyio.streams.memory import MemoryObjectSendStream
 
 from core.errors import WaylayError
 from core.models import ContextInfo, NamespaceInfo, ServicePortInfo, ServiceRef, WorkloadInfo
+from core.preview import PreviewDefaults, PreviewTarget
 from core.protocol import InterceptInfo, InterceptSpec, PathRule, TrafficEvent
 from tui.source import InterceptOutcome, ProgressFn, SessionInfo
-from tui.wizard.plan import PreviewAnswers, PreviewDefaults
 
 T0 = datetime(2026, 11, 21, 12, 0, 0, tzinfo=UTC)
 CONTEXT = ContextInfo(
@@ -165,7 +165,6 @@ class FakeSource:
         mode: str = "team",
         identity: str = "alice",
         session_id: str = "s-alice",
-        admin: bool = False,
         workloads: list[WorkloadInfo] | None = None,
         intercepts: list[InterceptInfo] | None = None,
     ) -> None:
@@ -176,7 +175,6 @@ class FakeSource:
             session_id=session_id,  # type: ignore[arg-type]
             manager_version="0.1.0",
             healthy=True,
-            admin=admin,
         )
         self._workloads = workloads if workloads is not None else demo_workloads()
         self._intercepts = list(intercepts or [])
@@ -186,7 +184,11 @@ class FakeSource:
         self.fail_next: WaylayError | None = None
         self.closed: bool | None = None
         self.preview = PreviewDefaults(
-            host="ingress-nginx.ingress", port=443, tls=True, hostname="shop.example.test"
+            host="ingress-nginx.ingress",
+            port=443,
+            tls=True,
+            hostname="shop.example.test",
+            source="controller Service ingress-nginx.ingress, Ingress shop/shop",
         )
 
     keeps_intercepts = True
@@ -247,7 +249,7 @@ class FakeSource:
         return self.preview
 
     async def intercept(
-        self, spec: InterceptSpec, preview: PreviewAnswers | None, progress: ProgressFn
+        self, spec: InterceptSpec, preview: PreviewTarget | None, progress: ProgressFn
     ) -> InterceptOutcome:
         self.calls.append(("intercept", (spec, preview)))
         self._raise()

@@ -6,7 +6,8 @@ intercepts with ours first); digits and `:ns` pick namespaces; `:rs`/`:sts`/
 `:deploy`/`:all` switch kinds; `/` filters as you type and esc clears; j/k
 move; live reload on a change notice (``ClusterChanged``), never polling;
 the footer shows only keys that apply (leave/env only on our intercepts,
-revoke only for admins and others' intercepts, login only when logged out);
+revoke only on others' intercepts (the manager checks admin), login only when
+logged out);
 `l` leaves, `r` revokes after a confirmation (and `n` does not), `e` writes the
 env file, `c` copies; `?` opens help; `q` asks whether to keep intercepts;
 `:ctx` switches context; mouse clicks select; bad commands are explained.

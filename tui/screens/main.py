@@ -120,8 +120,9 @@ class MainScreen(Screen[None]):
         async for change in self.source.changes():
             error = getattr(change, "error", None)
             if error is not None:  # a watch failed and is retrying
-                self.notify(str(getattr(error, "hint", "")), title=str(error.title),
-                            severity="warning")
+                self.notify(
+                    str(getattr(error, "hint", "")), title=str(error.title), severity="warning"
+                )
             self.post_message(m.ClusterChanged())
 
     @work(exclusive=True, group="traffic", exit_on_error=False)

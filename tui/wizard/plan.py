@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from core.naming import derive_name
+from core.preview import PreviewDefaults, PreviewTarget
 from core.protocol import AUTO_HEADER, InterceptSpec
 from tui.wizard import fields
 
@@ -71,24 +72,6 @@ class Step:
             known = {c.value for c in self.choices}
             return None if value in known else f"pick one of: {', '.join(sorted(known))}"
         return self.check(value) if self.check else None
-
-
-@dataclass(frozen=True)
-class PreviewDefaults:
-    """What ingress detection proposes for the four preview prompts."""
-
-    host: str
-    port: int
-    tls: bool
-    hostname: str
-
-
-@dataclass(frozen=True)
-class PreviewAnswers:
-    host: str
-    port: int
-    tls: bool
-    hostname: str
 
 
 @dataclass
@@ -213,7 +196,7 @@ class Wizard:
         same_tls = detected is not None and detected.tls == tls
         port_default = detected.port if detected and same_tls else 443 if tls else 80
         host = self.answers.get("ingress_host", detected.host if detected else "")
-        found = "detected" if detected else "no ingress found: type one"
+        found = f"detected: {detected.source}" if detected else "no ingress found: type one"
         return [
             Step(
                 "ingress_host",
@@ -298,10 +281,11 @@ class Wizard:
     def personal(self) -> bool:
         return self.answers.get("scope") == "personal"
 
-    def preview(self) -> PreviewAnswers | None:
+    def preview(self) -> PreviewTarget | None:
+        """The answers to the four preview prompts, when a preview URL was asked for."""
         if not self.personal or self.answers.get("preview") != "yes":
             return None
-        return PreviewAnswers(
+        return PreviewTarget(
             host=self.answers["ingress_host"],
             port=int(self.answers["ingress_port"]),
             tls=self.answers["ingress_tls"] == "yes",

@@ -1,0 +1,450 @@
+"""The per-user daemon: holds sessions and intercepts across CLI calls.
+
+Started on demand (``python -m core.daemon``) by the CLI or the TUI, one per
+user, listening on a Unix socket in a 0700 directory with mode 0600. It keeps
+one ``core.session.Session`` per kubeconfig context, so ``waylay intercept``
+returns while the intercept lives on, ``waylay leave`` ends it, and the TUI
+sees what the CLI made. ``quit`` leaves every intercept and stops it. The
+wire format is ``core.daemon_protocol``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.abc
+from anyio.streams.buffered import BufferedByteReceiveStream
+from pydantic import ValidationError
+
+from core import credentials
+from core.daemon_protocol import (
+    DaemonError,
+    DaemonProgress,
+    DaemonPush,
+    DaemonReply,
+    DaemonRequest,
+    socket_path,
+)
+from core.discovery import snapshot_workloads
+from core.errors import (
+    DaemonUnavailable,
+    NothingListening,
+    PortHeld,
+    ResolveError,
+    WaylayError,
+)
+from core.intercept import InterceptRequest, build_spec
+from core.kube import Kube
+from core.models import WorkloadInfo
+from core.protocol import PROTOCOL_VERSION, InterceptInfo, major
+from core.session import Session, kube_connector, kube_opener
+
+__all__ = ["ContextHandle", "Daemon", "kube_context", "main"]
+
+log = logging.getLogger("waylay.daemon")
+Sender = Callable[[DaemonReply | DaemonProgress | DaemonPush], Coroutine[Any, Any, None]]
+MAX_LINE = 1 << 20
+
+
+@dataclass
+class ContextHandle:
+    """One kubeconfig context the daemon has a session in."""
+
+    name: str
+    default_namespace: str
+    session: Session
+    workloads: Callable[[str], Awaitable[list[WorkloadInfo]]]
+    close: Callable[[], None] = lambda: None
+
+
+ContextFactory = Callable[[str | None, str | None], Awaitable[ContextHandle]]
+"""(context, kubeconfig) -> a handle whose session is not started yet."""
+
+
+async def kube_context(context: str | None, kubeconfig: str | None) -> ContextHandle:
+    """The production factory: the context's manager through port-forwards."""
+    kube = await anyio.to_thread.run_sync(Kube.from_kubeconfig, kubeconfig, context)
+    session = Session(
+        context=kube.context.name,
+        connector=kube_connector(kube),
+        opener=kube_opener(kube),
+        api_key=credentials.get_api_key(kube.context.name),
+    )
+
+    async def workloads(namespace: str) -> list[WorkloadInfo]:
+        return await anyio.to_thread.run_sync(
+            snapshot_workloads, kube, namespace, abandon_on_cancel=True
+        )
+
+    return ContextHandle(kube.context.name, kube.namespace, session, workloads, kube.close)
+
+
+def _error(err: WaylayError) -> DaemonError:
+    data = err.to_dict()
+    return DaemonError(
+        code=data["code"],
+        title=err.title,
+        detail=err.detail,
+        hint=err.hint,
+        severity="warning" if data["severity"] == "warning" else "error",
+    )
+
+
+def _listening(address: str, port: int) -> bool:
+    try:
+        with socket.create_connection((address, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+@dataclass
+class Daemon:
+    path: Path = field(default_factory=socket_path)
+    factory: ContextFactory = kube_context
+    contexts: dict[tuple[str | None, str | None], ContextHandle] = field(default_factory=dict)
+    _tg: anyio.abc.TaskGroup | None = None
+    _stop: anyio.Event = field(default_factory=anyio.Event)
+    _subscribers: list[Callable[[DaemonPush], None]] = field(default_factory=list)
+
+    # ---------------------------------------------------------------- serving
+
+    async def serve(
+        self, *, task_status: anyio.abc.TaskStatus[Path] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.path.parent, 0o700)
+        if self.path.exists():
+            if await self._alive():
+                raise DaemonUnavailable(str(self.path), "another waylay daemon is running")
+            self.path.unlink()
+        old = os.umask(0o177)
+        try:
+            listener = await anyio.create_unix_listener(self.path)
+        finally:
+            os.umask(old)
+        os.chmod(self.path, 0o600)
+        try:
+            async with listener, anyio.create_task_group() as tg:
+                self._tg = tg
+                tg.start_soon(self._accept, listener)
+                task_status.started(self.path)
+                await self._stop.wait()
+                tg.cancel_scope.cancel()
+        finally:
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+            for handle in self.contexts.values():
+                handle.close()
+
+    async def _alive(self) -> bool:
+        try:
+            with anyio.fail_after(2):
+                stream = await anyio.connect_unix(self.path)
+            await stream.aclose()
+            return True
+        except (OSError, TimeoutError):
+            return False
+
+    async def _accept(self, listener: anyio.abc.Listener[anyio.abc.SocketStream]) -> None:
+        await listener.serve(self._connection)
+
+    async def _connection(self, stream: anyio.abc.SocketStream) -> None:
+        reader = BufferedByteReceiveStream(stream)
+        lock = anyio.Lock()
+
+        async def send(line: DaemonReply | DaemonProgress | DaemonPush) -> None:
+            async with lock:
+                await stream.send(line.model_dump_json().encode() + b"\n")
+
+        greeted = False
+        async with stream, anyio.create_task_group() as tg:
+            while True:
+                try:
+                    raw = await reader.receive_until(b"\n", MAX_LINE)
+                except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError):
+                    break
+                try:
+                    req = DaemonRequest.model_validate_json(raw)
+                except ValidationError as exc:
+                    await send(
+                        DaemonReply(
+                            id=-1,
+                            ok=False,
+                            error=DaemonError(
+                                code="bad-request", title="Malformed request", detail=str(exc)
+                            ),
+                        )
+                    )
+                    continue
+                if not greeted and req.op != "hello":
+                    await send(
+                        DaemonReply(
+                            id=req.id,
+                            ok=False,
+                            error=DaemonError(code="bad-request", title="Say hello first"),
+                        )
+                    )
+                    continue
+                greeted = True
+                if req.op == "subscribe":
+                    self._subscribe(tg, send)
+                    await send(DaemonReply(id=req.id, ok=True))
+                    continue
+                tg.start_soon(self._answer, req, send)
+            tg.cancel_scope.cancel()
+
+    def _subscribe(
+        self,
+        tg: anyio.abc.TaskGroup,
+        send: Sender,
+    ) -> None:
+        out, inbox = anyio.create_memory_object_stream[DaemonPush](1024)
+
+        def push(item: DaemonPush) -> None:
+            with contextlib.suppress(anyio.WouldBlock, anyio.BrokenResourceError):
+                out.send_nowait(item)
+
+        async def pump() -> None:
+            self._subscribers.append(push)
+            try:
+                async with inbox:
+                    async for item in inbox:
+                        await send(item)
+            finally:
+                self._subscribers.remove(push)
+
+        tg.start_soon(pump)
+
+    def _publish(self, topic: str, data: dict[str, Any]) -> None:
+        push = DaemonPush(topic=topic, data=data)  # type: ignore[arg-type]
+        for subscriber in list(self._subscribers):
+            subscriber(push)
+
+    async def _answer(self, req: DaemonRequest, send: Sender) -> None:
+        warnings: list[DaemonError] = []
+        out, inbox = anyio.create_memory_object_stream[str](256)
+        drained = anyio.Event()
+
+        def progress(message: str) -> None:
+            with contextlib.suppress(anyio.WouldBlock, anyio.ClosedResourceError):
+                out.send_nowait(message)
+
+        async def pump() -> None:
+            try:
+                async with inbox:
+                    async for message in inbox:
+                        with contextlib.suppress(anyio.BrokenResourceError, OSError):
+                            await send(DaemonProgress(id=req.id, message=message))
+            finally:
+                drained.set()
+
+        assert self._tg is not None
+        self._tg.start_soon(pump)
+        try:
+            try:
+                result = await self._dispatch(req, progress, warnings)
+            finally:
+                out.close()
+                await drained.wait()
+            reply = DaemonReply(id=req.id, ok=True, result=result, warnings=warnings)
+        except WaylayError as err:
+            reply = DaemonReply(id=req.id, ok=False, error=_error(err))
+        except (ValueError, ValidationError) as exc:
+            reply = DaemonReply(
+                id=req.id,
+                ok=False,
+                error=DaemonError(
+                    code="bad-request", title=str(exc).splitlines()[0], detail=str(exc)
+                ),
+            )
+        except Exception as exc:
+            log.exception("%s failed", req.op)
+            reply = DaemonReply(
+                id=req.id,
+                ok=False,
+                error=DaemonError(
+                    code="internal",
+                    title=f"{req.op} failed: {type(exc).__name__}: {exc}",
+                    hint="This is a bug; the daemon's log has the details.",
+                ),
+            )
+        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            await send(reply)
+        if req.op == "quit" and reply.ok:
+            self._stop.set()
+
+    # ------------------------------------------------------------------- ops
+
+    async def _dispatch(
+        self, req: DaemonRequest, progress: Callable[[str], None], warnings: list[DaemonError]
+    ) -> Any:
+        p = req.params
+        match req.op:
+            case "hello":
+                theirs = str(p.get("version", ""))
+                if major(theirs) != major(PROTOCOL_VERSION):
+                    raise DaemonUnavailable(
+                        str(self.path),
+                        f"the daemon speaks {PROTOCOL_VERSION}, this waylay {theirs}",
+                    )
+                return {"version": PROTOCOL_VERSION, "pid": os.getpid()}
+            case "status":
+                return {
+                    "pid": os.getpid(),
+                    "version": PROTOCOL_VERSION,
+                    "sessions": [self._session_status(h) for h in self.contexts.values()],
+                }
+            case "intercept":
+                return await self._intercept(p, progress, warnings)
+            case "leave":
+                return await self._leave(str(p["name"]), p.get("context"))
+            case "intercepts":
+                if p.get("all"):
+                    handle = await self._context(p.get("context"), p.get("kubeconfig"))
+                    everyone = await handle.session.all_intercepts()
+                    return [i.model_dump(mode="json") for i in everyone]
+                return [
+                    i.model_dump(mode="json")
+                    for h in self.contexts.values()
+                    for i in h.session.infos.values()
+                ]
+            case "env":
+                return await self._env(str(p["name"]), p.get("context"))
+            case "quit":
+                for handle in self.contexts.values():
+                    await handle.session.leave_all()
+                    handle.session.stop()
+                return {"left": True}
+        raise ValueError(f"unknown op {req.op!r}")
+
+    def _session_status(self, handle: ContextHandle) -> dict[str, Any]:
+        s = handle.session
+        return {
+            "context": handle.name,
+            "session_id": s.session_id,
+            "connected": s.connected.is_set(),
+            "mode": s.welcome.mode if s.welcome else None,
+            "identity": s.welcome.identity if s.welcome else None,
+            "manager_version": s.welcome.manager_version if s.welcome else None,
+            "last_error": s.last_error.title if s.last_error else None,
+            "intercepts": [i.model_dump(mode="json") for i in s.infos.values()],
+        }
+
+    async def _context(self, context: str | None, kubeconfig: str | None) -> ContextHandle:
+        key = (context, kubeconfig)
+        handle = self.contexts.get(key)
+        if handle is None:
+            handle = await self.factory(context, kubeconfig)
+            assert self._tg is not None
+            await self._tg.start(handle.session.run)
+            self._tg.start_soon(self._relay, handle)
+            self.contexts[key] = handle
+        return handle
+
+    async def _relay(self, handle: ContextHandle) -> None:
+        async def traffic() -> None:
+            async for event in handle.session.traffic():
+                self._publish("traffic", {"context": handle.name, **event.model_dump(mode="json")})
+
+        async def events() -> None:
+            async for event in handle.session.events():
+                if event.kind in ("intercept", "session"):
+                    self._publish(event.kind, {"context": handle.name, **event.data})
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(traffic)
+            tg.start_soon(events)
+
+    async def _intercept(
+        self, p: dict[str, Any], progress: Callable[[str], None], warnings: list[DaemonError]
+    ) -> dict[str, Any]:
+        handle = await self._context(p.get("context"), p.get("kubeconfig"))
+        req = InterceptRequest.model_validate(p["request"])
+        session = handle.session
+        namespace = req.namespace or handle.default_namespace
+        progress(f"looking up workloads in {namespace}")
+        workloads = await handle.workloads(namespace)
+        welcome = session.welcome
+        spec = build_spec(
+            req,
+            workloads,
+            default_namespace=handle.default_namespace,
+            session_id=session.session_id or "",
+            mode=welcome.mode if welcome else "single-user",
+        )
+        self._check_port_free(spec.name, spec.local_address, spec.local_port)
+        info = await session.intercept(spec, progress)
+        self._publish("intercept", {"context": handle.name, **info.model_dump(mode="json")})
+        if not await anyio.to_thread.run_sync(_listening, spec.local_address, spec.local_port):
+            warnings.append(_error(NothingListening(spec.local_address, spec.local_port)))
+        return {"context": handle.name, "intercept": info.model_dump(mode="json")}
+
+    def _check_port_free(self, name: str, address: str, port: int) -> None:
+        for handle in self.contexts.values():
+            for other in handle.session.desired.values():
+                if (other.local_address, other.local_port) == (
+                    address,
+                    port,
+                ) and other.name != name:
+                    raise PortHeld(port, f"intercept {other.name!r} ({handle.name})")
+
+    def _find(self, name: str, context: str | None) -> ContextHandle:
+        owners = [
+            h
+            for h in self.contexts.values()
+            if name in h.session.desired and (context is None or h.name == context)
+        ]
+        if not owners:
+            known = sorted(n for h in self.contexts.values() for n in h.session.desired)
+            raise ResolveError(
+                f"No intercept named {name!r}",
+                f"Your intercepts: {', '.join(known) or '(none)'}; `waylay status` lists them.",
+            )
+        return owners[0]
+
+    async def _leave(self, name: str, context: str | None) -> dict[str, Any]:
+        handle = self._find(name, context)
+        info: InterceptInfo = await handle.session.leave(name)
+        self._publish("intercept", {"context": handle.name, **info.model_dump(mode="json")})
+        return {"context": handle.name, "intercept": info.model_dump(mode="json")}
+
+    async def _env(self, name: str, context: str | None) -> dict[str, str]:
+        handle = self._find(name, context)
+        spec = handle.session.desired[name]
+        agents = await handle.session.agents(spec)
+        for agent in agents:
+            env = agent.get("env") or {}
+            if env:
+                return {str(k): str(v) for k, v in env.items()}
+        return {}
+
+
+def main() -> None:
+    """``python -m core.daemon``: serve until ``quit``."""
+    path = socket_path()
+    log_file = path.parent / "daemon.log"
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    logging.basicConfig(
+        filename=log_file,
+        level=logging.INFO,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+    try:
+        anyio.run(Daemon(path).serve)
+    except WaylayError as err:
+        print(f"waylay daemon: {err.title}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
