@@ -123,6 +123,8 @@ class Http1Session:
         """Idle until the next request starts; then its head must arrive in time."""
         if not self.client.buf and not await self.client.fill():
             return None
+        if b"\r\n\r\n" in self.client.buf:  # the usual case: the whole head is here
+            return await self.client.head()
         try:
             async with asyncio.timeout(self.ctx.head_timeout):
                 return await self.client.head()
@@ -200,6 +202,13 @@ class Http1Session:
                     keep = await self._forward(head, request, upstream, stats)
             else:
                 keep = await self._forward(head, request, upstream, stats)
+        except (ClientGone, Truncated):
+            stats.note = "the client went away in the middle of the request"
+            if upstream is not None:
+                upstream.abort()
+                if upstream is self.app:
+                    self.app = None
+            raise
         except (UpstreamGone, HttpError) as exc:
             if upstream is not None:
                 upstream.abort()

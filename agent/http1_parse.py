@@ -141,7 +141,12 @@ def parse_response_head(head: bytes, method: str) -> ResponseHead:
     headers = _fields(lines[1:], 502)
     conn = _tokens(headers.get("connection", ""))
     keep = ("close" not in conn) if parts[0] == b"HTTP/1.1" else ("keep-alive" in conn)
-    if status < 200 or status in (204, 304) or method == "HEAD" or (method == "CONNECT" and status < 300):
+    if (
+        status < 200
+        or status in (204, 304)
+        or method == "HEAD"
+        or (method == "CONNECT" and status < 300)
+    ):
         body = NO_BODY
     else:
         body = _framing(headers, 502)

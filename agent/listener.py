@@ -2,8 +2,8 @@
 
 - nothing intercepted (or the owners' tunnels are down): pass-through relay;
 - a global intercept whose client is connected: a new tunnel stream;
-- personal intercepts with a connected client: the HTTP router (non-HTTP
-  bytes and HTTP/2 prior-knowledge connections are relayed to the app).
+- personal intercepts with a connected client: the HTTP/1.1 router, or the
+  HTTP/2 (prior knowledge) router; other bytes are relayed to the app.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from agent.h2c import H2cSession
 from agent.http1 import CHUNK, Http1Session, PortContext, serve_raw_to_app
 from agent.passthrough import Relay
 from agent.relay import Counts, relay_tunnel
@@ -157,16 +158,24 @@ class PortListener:
             return
         if not first:
             return
+        while len(first) < len(H2_PREFACE) and H2_PREFACE.startswith(first):
+            more = await reader.read(CHUNK)
+            if not more:
+                return
+            first += more
+        if first.startswith(H2_PREFACE):
+            await H2cSession(reader, writer, self.ctx, first).run()
+            return
         if looks_like_http1(first):
             await Http1Session(reader, writer, self.ctx, first).run()
             return
-        # Not HTTP/1 (or HTTP/2 prior knowledge): the app gets the bytes untouched.
+        # Not HTTP: the app gets the bytes untouched.
         started = time.monotonic()
         counts = await serve_raw_to_app(reader, writer, self.ctx, first)
         if self.ctx.sessions.watched:
             self.ctx.sessions.publish(
                 TrafficEvent(
-                    protocol="h2" if first.startswith(H2_PREFACE[:8]) else "tcp",
+                    protocol="tcp",
                     bytes_in=counts.bytes_in,
                     bytes_out=counts.bytes_out,
                     duration_ms=(time.monotonic() - started) * 1000,

@@ -8,15 +8,13 @@ traceback (set ``WAYLAY_DEBUG=1`` to get one for a bug report).
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import subprocess
 import sys
 import traceback
 from collections.abc import Callable, Sequence
-from typing import Any
 
-from core import cli_commands as commands
-from core import cli_session as sessions
 from core.cli_output import Output, emit, print_error
 from core.envfile import SYNTAXES
 from core.errors import WaylayError
@@ -47,23 +45,32 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     _global_options(common)
 
-    def verb(name: str, help_: str, handler: Callable[..., Any]) -> argparse.ArgumentParser:
+    def verb(name: str, help_: str, handler: str) -> argparse.ArgumentParser:
+        """``handler`` is ``module:function``, imported only when the verb runs."""
         p = sub.add_parser(name, help=help_, description=help_, parents=[common])
         p.set_defaults(handler=handler)
         return p
 
-    p = verb("list", "list workloads, their Services, agents and intercepts", commands.list_)
+    p = verb(
+        "list", "list workloads, their Services, agents and intercepts", "core.cli_commands:list_"
+    )
     p.add_argument("-n", "--namespace", help="namespace (default: the context's)")
     p.add_argument("-A", "--all-namespaces", action="store_true", help="every visible namespace")
 
-    p = verb("namespaces", "list the namespaces you may see", commands.namespaces)
+    p = verb("namespaces", "list the namespaces you may see", "core.cli_commands:namespaces")
 
-    p = verb("contexts", "list kubeconfig contexts, or switch to one", commands.contexts)
+    p = verb("contexts", "list kubeconfig contexts, or switch to one", "core.cli_commands:contexts")
     p.add_argument("name", nargs="?", help="switch the current context to NAME")
 
-    verb("status", "the context, the cluster and the waylay daemon's intercepts", sessions.status)
+    verb(
+        "status",
+        "the context, the cluster and the waylay daemon's intercepts",
+        "core.cli_session:status",
+    )
 
-    p = verb("intercept", "route a workload's traffic to this machine", sessions.intercept)
+    p = verb(
+        "intercept", "route a workload's traffic to this machine", "core.cli_session:intercept"
+    )
     p.add_argument(
         "name",
         help="the workload (the intercept is then named WORKLOAD-NAMESPACE), "
@@ -95,6 +102,25 @@ def build_parser() -> argparse.ArgumentParser:
     paths.add_argument("--http-path-equal", metavar="PATH")
     paths.add_argument("--http-path-prefix", metavar="PATH")
     paths.add_argument("--http-path-regex", metavar="REGEX")
+    p.add_argument(
+        "--preview-url",
+        choices=["true", "false"],
+        nargs="?",
+        const="true",
+        help="make a shareable preview URL (default: true in team mode)",
+    )
+    p.add_argument(
+        "--ingress-host",
+        metavar="NAME.NAMESPACE",
+        help="preview: the ingress Service (default: detected)",
+    )
+    p.add_argument("--ingress-port", type=int, help="preview: the ingress port (default: detected)")
+    p.add_argument(
+        "--ingress-tls", action="store_true", default=None, help="preview: the ingress speaks TLS"
+    )
+    p.add_argument(
+        "--ingress-l5", metavar="HOST", help="preview: Host header and TLS SNI (default: detected)"
+    )
     p.add_argument("--env-file", help="write the workload's environment to this file")
     p.add_argument(
         "--env-syntax",
@@ -106,26 +132,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(command_=[])
     p.epilog = "-- CMD ...: run CMD with the workload's environment; leave when it exits"
 
-    p = verb("leave", "end an intercept: its traffic goes back to the app", sessions.leave)
+    p = verb(
+        "leave", "end an intercept: its traffic goes back to the app", "core.cli_session:leave"
+    )
     p.add_argument("name", help="the intercept's name (see `waylay status`)")
 
-    verb("quit", "leave every intercept and stop the waylay daemon", sessions.quit_)
+    verb("quit", "leave every intercept and stop the waylay daemon", "core.cli_session:quit_")
 
-    p = verb("run", "carry out an intercept specification file", sessions.run_spec)
+    p = verb("run", "carry out an intercept specification file", "core.cli_session:run_spec")
     p.add_argument("file", help="the YAML file (`waylay spec schema` describes it)")
 
-    p = verb("install", "install or upgrade the traffic manager (cluster-admin)", commands.install)
+    p = verb(
+        "install",
+        "install or upgrade the traffic manager (cluster-admin)",
+        "core.cli_commands:install",
+    )
     p.add_argument("--team", action="store_true", help="team mode: API keys, personal intercepts")
     p.add_argument("--manager-namespace", default="waylay", help="where the manager runs")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the manager")
 
     p = verb(
-        "uninstall", "remove agents, the manager and everything waylay created", commands.uninstall
+        "uninstall",
+        "remove agents, the manager and everything waylay created",
+        "core.cli_commands:uninstall",
     )
     p.add_argument("--manager-namespace", default="waylay", help="where the manager runs")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for agents to go")
 
-    p = verb("apikey", "manage team-mode API keys (admin key required)", sessions.apikey)
+    p = verb("apikey", "manage team-mode API keys (admin key required)", "core.cli_session:apikey")
     p.add_argument("action", choices=["create", "list", "revoke"])
     p.add_argument("--user", help="whose key (create)")
     p.add_argument("--admin", action="store_true", help="an admin key (create)")
@@ -134,12 +168,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = verb(
         "sandbox",
         "run the built-in sandbox cluster (start|status|stop|serve ...)",
-        commands.sandbox,
+        "core.cli_commands:sandbox",
     )
     p.add_argument("args", nargs=argparse.REMAINDER, help="arguments for `python -m sandbox`")
 
     p = verb(
-        "demo", "start the demo sandbox (unless --current-context) and open the TUI", commands.demo
+        "demo",
+        "start the demo sandbox (unless --current-context) and open the TUI",
+        "core.cli_commands:demo",
     )
     p.add_argument(
         "--current-context",
@@ -148,17 +184,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--dir", default=".sandbox", help="sandbox state directory")
 
-    p = verb("spec", "intercept specification files", commands.spec)
+    p = verb("spec", "intercept specification files", "core.cli_commands:spec")
     p.add_argument("action", choices=["schema", "check"])
     p.add_argument("file", nargs="?", help="the file to check (for `check`)")
 
     p = verb(
-        "login", "check an API key with the manager and store it (per context)", sessions.login
+        "login",
+        "check an API key with the manager and store it (per context)",
+        "core.cli_session:login",
     )
     p.add_argument("--api-key", help="the key (default: prompt for it)")
 
-    verb("logout", "forget the API key of the context", commands.logout)
+    verb("logout", "forget the API key of the context", "core.cli_commands:logout")
     return parser
+
+
+def _load(handler: str) -> Callable[[argparse.Namespace], int]:
+    module, _, name = handler.partition(":")
+    fn: Callable[[argparse.Namespace], int] = getattr(importlib.import_module(module), name)
+    return fn
 
 
 def _run_tui(args: argparse.Namespace) -> int:
@@ -186,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command is None:
             return _run_tui(args)
-        return int(args.handler(args) or 0)
+        return int(_load(args.handler)(args) or 0)
     except WaylayError as err:
         print_error(err, output)
         return 0 if err.severity == "warning" else 1

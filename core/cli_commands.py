@@ -39,9 +39,14 @@ __all__ = [
 
 
 def _discover_workloads(args: argparse.Namespace) -> list[WorkloadInfo]:
+    from core.cli_session import daemon_intercepts
+
+    context, kubeconfig = config.resolve(args.context, args.kubeconfig)
+
     async def body() -> list[WorkloadInfo]:
-        async with await Discovery.connect(args.context, args.kubeconfig) as disc:
+        async with await Discovery.connect(context, kubeconfig) as disc:
             namespace = None if args.all_namespaces else (args.namespace or disc.context.namespace)
+            disc.set_intercepts(await daemon_intercepts(context, kubeconfig))
             return await disc.workloads(namespace)
 
     return anyio.run(body)

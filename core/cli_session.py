@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 from pydantic import SecretStr
@@ -21,21 +21,28 @@ from core import config, credentials, envfile
 from core.cli_output import emit, print_error, table
 from core.daemon_client import DaemonClient, remote_error
 from core.errors import DaemonUnavailable, InvalidSpec, WaylayError
-from core.kube import Kube
-from core.manager_client import ManagerClient
 from core.protocol import AUTO_HEADER, ClientHello, InterceptInfo
-from core.session import client_name, kube_connector
 
-__all__ = ["apikey", "intercept", "leave", "login", "quit_", "run_spec", "status"]
+if TYPE_CHECKING:
+    from core.manager_client import ManagerClient
+
+__all__ = [
+    "apikey",
+    "daemon_intercepts",
+    "intercept",
+    "leave",
+    "login",
+    "quit_",
+    "run_spec",
+    "status",
+]
 
 T = TypeVar("T")
 
 
 def _target(args: argparse.Namespace) -> tuple[str, str]:
     """(context name, kubeconfig path list) resolved here, so the daemon uses the same."""
-    files = config.kubeconfig_paths(args.kubeconfig)
-    joined = os.pathsep.join(str(f) for f in files)
-    return config.get_context(args.context, joined).name, joined
+    return config.resolve(args.context, args.kubeconfig)
 
 
 def _with_daemon(fn: Callable[[DaemonClient], Awaitable[T]], *, start: bool = True) -> T:
@@ -72,6 +79,8 @@ def _describe(info: InterceptInfo) -> str:
             lines.append(
                 f"  set this header on your requests:  {AUTO_HEADER}: {s.headers[AUTO_HEADER]}"
             )
+    if s.preview_url:
+        lines.append(f"  preview URL: {s.preview_url}")
     lines.append(f"  state: {info.state}{f' ({info.message})' if info.message else ''}")
     return "\n".join(lines)
 
@@ -89,6 +98,11 @@ def _request_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "http_path_equal": args.http_path_equal,
         "http_path_prefix": args.http_path_prefix,
         "http_path_regex": args.http_path_regex,
+        "preview_url": None if args.preview_url is None else args.preview_url == "true",
+        "ingress_host": args.ingress_host,
+        "ingress_port": args.ingress_port,
+        "ingress_tls": args.ingress_tls,
+        "ingress_l5": args.ingress_l5,
     }
 
 
@@ -236,6 +250,7 @@ def run_spec(args: argparse.Namespace) -> int:
                     "http_path_equal": entry.path_equal,
                     "http_path_prefix": entry.path_prefix,
                     "http_path_regex": entry.path_regex,
+                    "preview_url": entry.preview_url,
                 }
             )
 
@@ -273,12 +288,29 @@ def run_spec(args: argparse.Namespace) -> int:
         _with_daemon(leave_all)
 
 
+async def daemon_intercepts(context: str, kubeconfig: str) -> list[InterceptInfo]:
+    """Everyone's intercepts, when the daemon runs and the manager answers; else []."""
+    try:
+        async with await DaemonClient.connect(start=False) as client:
+            found = await client.call(
+                "intercepts", {"all": True, "context": context, "kubeconfig": kubeconfig}
+            )
+    except WaylayError:
+        return []
+    return [InterceptInfo.model_validate(i) for i in found]
+
+
 # ----------------------------------------------------------- direct sessions
 
 
 def _with_manager(
     args: argparse.Namespace, api_key: SecretStr | None, fn: Callable[[ManagerClient], Awaitable[T]]
 ) -> T:
+    # the kubernetes client and aiohttp load only for the verbs that need them
+    from core.kube import Kube
+    from core.manager_client import ManagerClient
+    from core.session import client_name, kube_connector
+
     context, kubeconfig = _target(args)
 
     async def body() -> T:

@@ -22,6 +22,7 @@ __all__ = [
     "kubeconfig_paths",
     "list_contexts",
     "load_merged",
+    "resolve",
     "set_namespace",
     "switch_context",
 ]
@@ -142,3 +143,15 @@ def _write(file: Path, data: dict[str, Any]) -> None:
     tmp.write_text(yaml.safe_dump(data, sort_keys=False))
     os.chmod(tmp, 0o600)
     tmp.replace(file)
+
+
+def resolve(
+    context: str | None = None, path: str | os.PathLike[str] | None = None
+) -> tuple[str, str]:
+    """(context name, the kubeconfig files joined like KUBECONFIG), both explicit.
+
+    The CLI hands these to the daemon so it uses exactly what the user meant,
+    whatever environment the daemon was started in.
+    """
+    joined = os.pathsep.join(str(f) for f in kubeconfig_paths(path))
+    return get_context(context, joined).name, joined

@@ -26,6 +26,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 from pydantic import ValidationError
 
 from core import credentials
+from core.daemon_previews import PreviewAnswers, Previews
 from core.daemon_protocol import (
     DaemonError,
     DaemonProgress,
@@ -45,6 +46,7 @@ from core.errors import (
 from core.intercept import InterceptRequest, build_spec
 from core.kube import Kube
 from core.models import WorkloadInfo
+from core.preview_models import PreviewError
 from core.protocol import PROTOCOL_VERSION, InterceptInfo, major
 from core.session import Session, kube_connector, kube_opener
 
@@ -64,6 +66,9 @@ class ContextHandle:
     session: Session
     workloads: Callable[[str], Awaitable[list[WorkloadInfo]]]
     close: Callable[[], None] = lambda: None
+    kube: Kube | None = None
+    """For preview URLs (None: this context cannot make them)."""
+    previews: Previews | None = None
 
 
 ContextFactory = Callable[[str | None, str | None], Awaitable[ContextHandle]]
@@ -85,7 +90,9 @@ async def kube_context(context: str | None, kubeconfig: str | None) -> ContextHa
             snapshot_workloads, kube, namespace, abandon_on_cancel=True
         )
 
-    return ContextHandle(kube.context.name, kube.namespace, session, workloads, kube.close)
+    return ContextHandle(
+        kube.context.name, kube.namespace, session, workloads, kube.close, kube=kube
+    )
 
 
 def _error(err: WaylayError) -> DaemonError:
@@ -97,6 +104,10 @@ def _error(err: WaylayError) -> DaemonError:
         hint=err.hint,
         severity="warning" if data["severity"] == "warning" else "error",
     )
+
+
+def _with_url(info: InterceptInfo, url: str) -> InterceptInfo:
+    return info.model_copy(update={"spec": info.spec.model_copy(update={"preview_url": url})})
 
 
 def _listening(address: str, port: int) -> bool:
@@ -314,7 +325,7 @@ class Daemon:
                     everyone = await handle.session.all_intercepts()
                     return [i.model_dump(mode="json") for i in everyone]
                 return [
-                    i.model_dump(mode="json")
+                    self._shown(h, i).model_dump(mode="json")
                     for h in self.contexts.values()
                     for i in h.session.infos.values()
                 ]
@@ -327,6 +338,12 @@ class Daemon:
                 return {"left": True}
         raise ValueError(f"unknown op {req.op!r}")
 
+    @staticmethod
+    def _shown(handle: ContextHandle, info: InterceptInfo) -> InterceptInfo:
+        """With the preview URL this daemon serves for it, if any."""
+        url = handle.previews.url_of(info.id) if handle.previews else None
+        return _with_url(info, url) if url and not info.spec.preview_url else info
+
     def _session_status(self, handle: ContextHandle) -> dict[str, Any]:
         s = handle.session
         return {
@@ -337,7 +354,9 @@ class Daemon:
             "identity": s.welcome.identity if s.welcome else None,
             "manager_version": s.welcome.manager_version if s.welcome else None,
             "last_error": s.last_error.title if s.last_error else None,
-            "intercepts": [i.model_dump(mode="json") for i in s.infos.values()],
+            "intercepts": [
+                self._shown(handle, i).model_dump(mode="json") for i in s.infos.values()
+            ],
         }
 
     async def _context(self, context: str | None, kubeconfig: str | None) -> ContextHandle:
@@ -346,7 +365,11 @@ class Daemon:
         if handle is None:
             handle = await self.factory(context, kubeconfig)
             assert self._tg is not None
-            await self._tg.start(handle.session.run)
+            try:
+                await self._tg.start(handle.session.run)
+            except BaseException:
+                handle.close()
+                raise
             self._tg.start_soon(self._relay, handle)
             self.contexts[key] = handle
         return handle
@@ -387,7 +410,38 @@ class Daemon:
         self._publish("intercept", {"context": handle.name, **info.model_dump(mode="json")})
         if not await anyio.to_thread.run_sync(_listening, spec.local_address, spec.local_port):
             warnings.append(_error(NothingListening(spec.local_address, spec.local_port)))
+        wanted = req.preview_url
+        if wanted is None:
+            wanted = welcome is not None and welcome.mode == "team"
+        if wanted:
+            try:
+                info = await self._preview(handle, info, req, progress)
+            except WaylayError as err:
+                if req.preview_url:
+                    raise
+                warnings.append(_error(err))  # a mode default, not something asked for
         return {"context": handle.name, "intercept": info.model_dump(mode="json")}
+
+    async def _preview(
+        self,
+        handle: ContextHandle,
+        info: InterceptInfo,
+        req: InterceptRequest,
+        progress: Callable[[str], None],
+    ) -> InterceptInfo:
+        if handle.kube is None:
+            raise PreviewError(
+                "Preview URLs need a cluster connection", "Use a kubeconfig context."
+            )
+        if handle.previews is None:
+            assert self._tg is not None
+            handle.previews = Previews(handle.kube, self._tg)
+        answers = PreviewAnswers(
+            req.ingress_host, req.ingress_port, req.ingress_tls, req.ingress_l5
+        )
+        url = await handle.previews.create(handle.session, info, answers)
+        progress(f"preview URL ready: {url}")
+        return _with_url(info, url)
 
     def _check_port_free(self, name: str, address: str, port: int) -> None:
         for handle in self.contexts.values():
@@ -415,6 +469,8 @@ class Daemon:
     async def _leave(self, name: str, context: str | None) -> dict[str, Any]:
         handle = self._find(name, context)
         info: InterceptInfo = await handle.session.leave(name)
+        if handle.previews is not None:
+            handle.previews.end(info.id)
         self._publish("intercept", {"context": handle.name, **info.model_dump(mode="json")})
         return {"context": handle.name, "intercept": info.model_dump(mode="json")}
 

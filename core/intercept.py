@@ -42,6 +42,11 @@ class InterceptRequest(BaseModel):
     http_path_prefix: str | None = None
     http_path_regex: str | None = None
     preview_url: bool | None = None
+    """Make a preview URL (default: yes in team mode, no in single-user mode)."""
+    ingress_host: str | None = None
+    ingress_port: int | None = None
+    ingress_tls: bool | None = None
+    ingress_l5: str | None = None
 
 
 def parse_headers(values: Sequence[str], auto_value: str) -> tuple[dict[str, str], bool]:

@@ -531,18 +531,25 @@ class Kube:
 
     def portforward(self, pod: str, namespace: str, port: int) -> PortForward:
         """A connected stream to ``port`` on the pod's loopback (``pods/portforward``)."""
-        core_api = k8s_client.CoreV1Api(self.api)
-        with map_exceptions(self, "create", "pods/portforward", namespace):
-            try:
-                pf = k8s_portforward(
-                    core_api.connect_get_namespaced_pod_portforward,
-                    pod,
-                    namespace,
-                    ports=str(port),
-                    _request_timeout=DEFAULT_TIMEOUT,
-                )
-            except k8s_client.ApiException as exc:
-                raise self._portforward_error(exc, pod, namespace)
+        # kubernetes.stream swaps ``call_api`` on the ApiClient while it connects, so a
+        # shared client would send other threads' requests down the WebSocket path:
+        # every port-forward gets an ApiClient of its own.
+        api = k8s_client.ApiClient(self.api.configuration)
+        core_api = k8s_client.CoreV1Api(api)
+        try:
+            with map_exceptions(self, "create", "pods/portforward", namespace):
+                try:
+                    pf = k8s_portforward(
+                        core_api.connect_get_namespaced_pod_portforward,
+                        pod,
+                        namespace,
+                        ports=str(port),
+                        _request_timeout=DEFAULT_TIMEOUT,
+                    )
+                except k8s_client.ApiException as exc:
+                    raise self._portforward_error(exc, pod, namespace)
+        finally:
+            api.close()  # type: ignore[no-untyped-call]
         return PortForward(pf, port)
 
     def _portforward_error(

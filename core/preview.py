@@ -4,22 +4,33 @@ A preview URL sends requests through the cluster's ingress with an
 intercept's header added, so a teammate, a reviewer or a browser exercises
 the whole request path and still reaches the developer's machine.
 
-- ``detect_defaults`` / ``propose_defaults``: defaults for the four prompts
-  (``core.preview_detect``); ``PreviewMemory`` remembers the answers per
-  workload (``core.preview_memory``).
-- ``PreviewServer`` + ``PortForwardDial``: the workstation server, used when
-  the manager has no preview domain (``core.preview_server``).
+- ``preview_defaults``: what to offer at the four prompts: remembered answers
+  (``PreviewMemory``, per workload) or else detection (``detect_defaults``).
+- ``intercept_headers``: the headers a preview adds for an intercept.
+- ``run_workstation_previews``: the workstation server (``PreviewServer`` over
+  ``PortForwardDial``, TLS trust from ``ingress_trust``, URLs dying with their
+  intercepts by ``end_with_intercepts``), used when the manager has no
+  preview domain.
 - The manager's router (``webhook.preview``) serves ``<token>.D`` when install
   was given ``--preview-domain D``; ``preview_ingress_manifest`` is the
-  Ingress install creates for ``*.D``.
+  Ingress install creates for ``*.D``. Ask for one with
+  ``create_cluster_preview(session.request, ...)``: None means the manager
+  has no preview domain, so serve it from the workstation.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from core.kube import Kube
+from core.preview_cluster import (
+    create_cluster_preview,
+    list_cluster_previews,
+    revoke_cluster_preview,
+)
 from core.preview_detect import detect_defaults, ingress_candidates, propose_defaults
-from core.preview_dial import PortForwardDial
+from core.preview_dial import PortForwardDial, ingress_trust
+from core.preview_follow import end_with_intercepts
 from core.preview_memory import PreviewMemory, workload_key
 from core.preview_models import (
     PreviewDefaults,
@@ -30,6 +41,7 @@ from core.preview_models import (
 )
 from core.preview_server import PreviewServer
 from core.preview_table import PreviewTable, intercept_headers
+from core.preview_workstation import run_workstation_previews
 
 __all__ = [
     "PREVIEW_INGRESS",
@@ -42,15 +54,43 @@ __all__ = [
     "PreviewServer",
     "PreviewTable",
     "PreviewTarget",
+    "create_cluster_preview",
     "detect_defaults",
+    "end_with_intercepts",
     "ingress_candidates",
+    "ingress_trust",
     "intercept_headers",
+    "list_cluster_previews",
     "new_token",
+    "preview_defaults",
     "preview_ingress_manifest",
     "preview_service_port",
     "propose_defaults",
+    "revoke_cluster_preview",
+    "run_workstation_previews",
     "workload_key",
 ]
+
+
+async def preview_defaults(
+    kube: Kube,
+    namespace: str,
+    service: str,
+    *,
+    workload_kind: str,
+    workload: str,
+    memory: PreviewMemory | None = None,
+) -> PreviewDefaults | None:
+    """What to offer at the four prompts: the user's answers last time for this
+    workload, else what ``detect_defaults`` finds. Save the answers given with
+    ``PreviewMemory().remember(workload_key(...), target)``."""
+    memory = memory or PreviewMemory()
+    key = workload_key(kube.context.name, namespace, workload_kind, workload)
+    remembered = memory.recall(key)
+    if remembered is not None:
+        return remembered
+    return await detect_defaults(kube, namespace, service)
+
 
 PREVIEW_PORT = 8083
 """The manager's preview router port (container and Service port)."""

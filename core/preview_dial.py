@@ -1,11 +1,13 @@
 """Reaching an ingress Service from the workstation: a port-forward per target.
 
-``PortForwardDial`` resolves ``name.namespace:port`` to the Service's
+``PortForwardDial`` resolves ``name.namespace:port`` (also with ``.svc`` or
+``.svc.cluster.local``) to the Service's
 ``targetPort`` on a ready pod behind it (named ports looked up in the pod's
 containers, as kube-proxy does), and keeps one ``core.forward.LocalForward``
 per target on the loopback; each connection picks a ready pod afresh, so a
 restarted ingress controller is followed. Run it in a task group
 (``await tg.start(dial.run)``) and pass it as the preview server's ``dial``.
+Any other host (a load balancer's DNS name) is dialed directly.
 """
 
 from __future__ import annotations
@@ -134,6 +136,8 @@ class PortForwardDial:
         return found
 
     async def __call__(self, target: PreviewTarget) -> tuple[str, int]:
+        if not target.is_service:
+            return target.host, target.port  # an outside address: dial it directly
         name, namespace = target.service
         key = (name, namespace, target.port)
         async with self._lock:

@@ -29,6 +29,10 @@ TOKEN_RE = re.compile(r"[a-z2-7]{32}")
 """A preview token: 20 random bytes (160 bits) in lowercase base32."""
 
 _HOSTISH = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?")
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_RESERVED_HEADERS = frozenset(
+    {"host", "connection", "upgrade", "transfer-encoding", "content-length", "te", "keep-alive"}
+)
 
 
 def new_token() -> str:
@@ -84,6 +88,12 @@ class PreviewTarget(BaseModel):
         return self.hostname or self.host
 
     @property
+    def is_service(self) -> bool:
+        """``host`` names a Service: ``name.namespace`` (``.svc[.cluster.local]`` optional)."""
+        host = self.host.removesuffix(".cluster.local").removesuffix(".svc")
+        return host.count(".") == 1
+
+    @property
     def service(self) -> tuple[str, str]:
         """(name, namespace) of the ingress Service named by ``host``."""
         name, _, namespace = self.host.partition(".")
@@ -107,3 +117,15 @@ class PreviewEntry(BaseModel):
     """Added to every request (the intercept's header(s) plus the user's extras)."""
     url: str = ""
     created: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+    @field_validator("headers")
+    @classmethod
+    def _sendable(cls, headers: dict[str, str]) -> dict[str, str]:
+        for name, value in headers.items():
+            if not _HEADER_NAME.fullmatch(name):
+                raise ValueError(f"{name!r} is not a header name")
+            if name.lower() in _RESERVED_HEADERS:
+                raise ValueError(f"a preview cannot set {name!r} (the L5 hostname sets Host)")
+            if any(c in value for c in "\r\n\0"):
+                raise ValueError(f"the value of {name!r} has a line break or NUL")
+        return headers

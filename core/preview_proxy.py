@@ -9,7 +9,11 @@ ClusterIP in the cluster):
 - with the entry's headers added (replacing any the client sent under those
   names), ``X-Forwarded-Host``/``-Proto`` describing the preview URL;
 - request and response bodies streamed chunk by chunk, never buffered;
-- WebSocket upgrades carried message by message.
+- WebSocket upgrades carried message by message;
+- a redirect to the L5 hostname itself is rewritten to stay on the preview.
+
+When a token dies (``cut``), its in-flight exchanges end at once: a streamed
+body is cut off (the connection aborted) and a WebSocket closed with 4404.
 
 A dead token gets a 404 page that says so; an ingress that cannot be reached
 or fails TLS verification a 502 that says which and what to do.
@@ -19,18 +23,21 @@ from __future__ import annotations
 
 import html
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
 import aiohttp
 import anyio
 from aiohttp import WSMsgType, web
 from multidict import CIMultiDict
+from yarl import URL
 
 from core.preview_models import PreviewEntry, PreviewTarget
 
 __all__ = ["CONNECT_TIMEOUT", "Dial", "PreviewForwarder", "dead_page"]
 
 CONNECT_TIMEOUT = 15.0
+WS_GONE = 4404
+"""WebSocket close code sent when the preview URL dies under an open socket."""
 
 Dial = Callable[[PreviewTarget], Awaitable[tuple[str, int]]]
 """Where to connect for a target: ``(host, port)``."""
@@ -92,6 +99,8 @@ class PreviewForwarder:
         self.dial = dial
         self.ssl_context = ssl_context or ssl.create_default_context()
         self._client: aiohttp.ClientSession | None = None
+        self._live: dict[str, set[anyio.CancelScope]] = {}
+        """In-flight exchanges (streamed bodies, WebSockets) by token."""
 
     @property
     def client(self) -> aiohttp.ClientSession:
@@ -102,6 +111,12 @@ class PreviewForwarder:
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT),
             )
         return self._client
+
+    def cut(self, entries: Iterable[PreviewEntry]) -> None:
+        """End the in-flight exchanges of dead tokens now (bodies cut, WebSockets closed)."""
+        for entry in entries:
+            for scope in self._live.pop(entry.token, set()):
+                scope.cancel()
 
     async def close(self) -> None:
         if self._client is not None:
@@ -141,6 +156,26 @@ class PreviewForwarder:
         ``drop_cookie`` names a cookie of ours to remove from what is forwarded;
         ``set_cookie`` is a ``Set-Cookie`` value added to the answer.
         """
+        scope = anyio.CancelScope()
+        self._live.setdefault(entry.token, set()).add(scope)
+        try:
+            return await self._forward(request, entry, path_qs, drop_cookie, set_cookie, scope)
+        finally:
+            live = self._live.get(entry.token)
+            if live is not None:
+                live.discard(scope)
+                if not live:
+                    del self._live[entry.token]
+
+    async def _forward(
+        self,
+        request: web.Request,
+        entry: PreviewEntry,
+        path_qs: str,
+        drop_cookie: str,
+        set_cookie: str,
+        scope: anyio.CancelScope,
+    ) -> web.StreamResponse:
         target = entry.target
         try:
             with anyio.fail_after(CONNECT_TIMEOUT):
@@ -159,7 +194,7 @@ class PreviewForwarder:
         if request.headers.get("Upgrade", "").lower() == "websocket":
             scheme = "wss" if target.tls else "ws"
             url = f"{scheme}://{host}:{port}{path_qs}"
-            return await self._websocket(request, target, url, headers, tls, server_hostname)
+            return await self._websocket(request, target, url, headers, tls, server_hostname, scope)
         url = f"{'https' if target.tls else 'http'}://{host}:{port}{path_qs}"
         try:
             upstream = await self.client.request(
@@ -177,6 +212,8 @@ class PreviewForwarder:
             out = CIMultiDict(
                 (k, v) for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP
             )
+            if "Location" in out:
+                out["Location"] = _local_location(out["Location"], request, entry)
             response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
             response.headers.extend(out)
             if set_cookie:
@@ -184,8 +221,14 @@ class PreviewForwarder:
             if upstream.content_length is not None:
                 response.content_length = upstream.content_length
             await response.prepare(request)
-            async for chunk in upstream.content.iter_any():
-                await response.write(chunk)
+            with scope:
+                async for chunk in upstream.content.iter_any():
+                    await response.write(chunk)
+            if scope.cancel_called:
+                # The token died mid-body: the client must not take it as complete.
+                if request.transport is not None:
+                    request.transport.abort()
+                return response
             await response.write_eof()
         return response
 
@@ -216,6 +259,7 @@ class PreviewForwarder:
         headers: CIMultiDict[str],
         tls: ssl.SSLContext | None,
         server_hostname: str | None,
+        scope: anyio.CancelScope,
     ) -> web.StreamResponse:
         for name in [k for k in headers if k.lower().startswith("sec-websocket")]:
             headers.popall(name)
@@ -251,10 +295,25 @@ class PreviewForwarder:
                     await sink.send_bytes(message.data)
             await sink.close(code=source.close_code or 1000)
 
-        async with upstream, anyio.create_task_group() as tg:
-            tg.start_soon(pipe, downstream, upstream)
-            tg.start_soon(pipe, upstream, downstream)
+        try:
+            with scope:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(pipe, downstream, upstream)
+                    tg.start_soon(pipe, upstream, downstream)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await upstream.close()
+                if scope.cancel_called:
+                    await downstream.close(code=WS_GONE, message=b"preview URL no longer active")
         return downstream
+
+
+def _local_location(location: str, request: web.Request, entry: PreviewEntry) -> str:
+    """A redirect to the L5 hostname itself stays on the preview URL."""
+    url = URL(location)
+    if not url.is_absolute() or (url.host or "").lower() != entry.target.l5_hostname.lower():
+        return location
+    return str(URL.build(scheme=request.scheme, authority=request.host).join(url.relative()))
 
 
 def _without_cookie(header: str, name: str) -> str:

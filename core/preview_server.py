@@ -14,7 +14,8 @@ token, all accepted:
   still reach the same preview.
 
 Our cookie is never forwarded. Unknown, revoked and ended tokens get a 404
-page at once (``revoke``, ``end_intercept``).
+page at once (``revoke``, ``end_intercept``), and what they still had in
+flight ends (an open WebSocket is closed, a streamed body cut off).
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ class PreviewServer:
         self.port = port
         self.advertise = advertise or host
         self.forwarder = PreviewForwarder(dial, ssl_context)
-        self.table = PreviewTable(self.url_for)
+        self.table = PreviewTable(self.url_for, on_dead=self.forwarder.cut)
 
     # ------------------------------------------------------------ the table
 

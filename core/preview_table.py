@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
+from pydantic import ValidationError
+
 from core.preview_models import PreviewEntry, PreviewError, PreviewTarget, new_token
 from core.protocol import InterceptSpec
 
@@ -55,21 +57,35 @@ def intercept_headers(
 class PreviewTable:
     """Token -> PreviewEntry, with the URL each token is served at."""
 
-    def __init__(self, url_for: Callable[[str], str]) -> None:
+    def __init__(
+        self,
+        url_for: Callable[[str], str],
+        on_dead: Callable[[list[PreviewEntry]], None] | None = None,
+    ) -> None:
+        """``on_dead`` is told of tokens that died (to end their open exchanges)."""
         self._url_for = url_for
+        self._on_dead = on_dead
         self._entries: dict[str, PreviewEntry] = {}
 
     def add(
         self, intercept_id: str, target: PreviewTarget, headers: Mapping[str, str]
     ) -> PreviewEntry:
         token = new_token()
-        entry = PreviewEntry(
-            token=token,
-            intercept_id=intercept_id,
-            target=target,
-            headers=dict(headers),
-            url=self._url_for(token),
-        )
+        try:
+            entry = PreviewEntry(
+                token=token,
+                intercept_id=intercept_id,
+                target=target,
+                headers=dict(headers),
+                url=self._url_for(token),
+            )
+        except ValidationError as exc:
+            problems = "; ".join(str(e["msg"]) for e in exc.errors())
+            raise PreviewError(
+                "A preview cannot send these headers",
+                "Use plain header names and one-line values; Host comes from the L5 hostname.",
+                detail=problems,
+            )
         self._entries[token] = entry
         return entry
 
@@ -78,13 +94,18 @@ class PreviewTable:
 
     def revoke(self, token: str) -> PreviewEntry | None:
         """Kill one URL; returns it, or None when it was not live."""
-        return self._entries.pop(token, None)
+        entry = self._entries.pop(token, None)
+        if entry is not None and self._on_dead is not None:
+            self._on_dead([entry])
+        return entry
 
     def end_intercept(self, intercept_id: str) -> list[PreviewEntry]:
         """Kill every URL of an intercept (it ended); returns them."""
         gone = [e for e in self._entries.values() if e.intercept_id == intercept_id]
         for entry in gone:
             del self._entries[entry.token]
+        if gone and self._on_dead is not None:
+            self._on_dead(gone)
         return gone
 
     def entries(self, intercept_id: str | None = None) -> list[PreviewEntry]:

@@ -224,6 +224,10 @@ class Request(_Model):
         "apikey-list",
         "apikey-revoke",
         "set-mode",
+        # preview URLs served by the manager's router (webhook.preview.PREVIEW_OPS)
+        "preview-create",
+        "preview-revoke",
+        "preview-list",
     ]
     params: dict[str, Any] = Field(default_factory=dict)
 

@@ -173,6 +173,12 @@ class Session:
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[Session] = anyio.TASK_STATUS_IGNORED
     ) -> None:
+        try:
+            await self._run(task_status)
+        except BaseExceptionGroup as group:
+            raise single_error(group)
+
+    async def _run(self, task_status: anyio.abc.TaskStatus[Session]) -> None:
         backoff = 0.3
         async with anyio.create_task_group() as tg:
             while not self._stopping:

@@ -33,6 +33,8 @@ CONNECTION_WINDOW = 1 << 28
 """Connection receive window: large, so that only stream windows ever apply."""
 MAX_FRAME = 1 << 17
 READ_SIZE = 1 << 18
+BACKLOG_LIMIT = 1 << 20
+"""Queued outgoing bytes above which senders wait for the transport."""
 
 
 class TunnelClosed(Exception):
@@ -177,7 +179,9 @@ class H2Mux:
         )
         self._conn = h2.connection.H2Connection(config=config)
         self._streams: dict[int, TunnelStream] = {}
-        self._send_lock = anyio.Lock()
+        self._dirty = anyio.Event()
+        self._drained = anyio.Event()
+        self._writing = False
         self._window_open = anyio.Event()
         self._closed = anyio.Event()
         self.close_reason = ""
@@ -210,7 +214,8 @@ class H2Mux:
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
-                await self._flush()
+                tg.start_soon(self._writer)
+                self._kick()
                 tg.start_soon(self._heartbeat)
                 task_status.started()
                 try:
@@ -232,8 +237,10 @@ class H2Mux:
             return
         with contextlib.suppress(Exception):
             self._conn.close_connection()
-            with anyio.fail_after(1):
-                await self._flush()
+            self._kick()
+            with anyio.move_on_after(1):
+                while self._backlog() or self._writing:
+                    await anyio.sleep(0.005)
         self._shutdown("closed locally")
         with contextlib.suppress(Exception):
             with anyio.fail_after(1):
@@ -248,6 +255,7 @@ class H2Mux:
             stream._on_reset(h2.errors.ErrorCodes.CANCEL)
         self._streams.clear()
         self._window_open.set()
+        self._drained.set()
         if self._tg is not None:
             self._tg.cancel_scope.cancel()
 
@@ -268,13 +276,15 @@ class H2Mux:
                 events = self._conn.receive_data(data)
             except h2.exceptions.ProtocolError as exc:
                 self.close_reason = f"tunnel protocol error: {exc}"
-                with contextlib.suppress(Exception):
-                    await self._flush()
+                with contextlib.suppress(Exception), anyio.move_on_after(0.5):
+                    data = self._conn.data_to_send()
+                    if data and not self._writing:
+                        await self._transport.send(data)  # the GOAWAY, best effort
                 self._shutdown(self.close_reason)
                 return
             for event in events:
                 self._dispatch(event)
-            await self._flush()
+            self._kick()
             if self.closed:
                 return
 
@@ -351,15 +361,35 @@ class H2Mux:
                 return
             counter += 1
             self._conn.ping(counter.to_bytes(8, "big"))
-            await self._flush()
+            self._kick()
 
     # ---------------------------------------------------------------- sending
 
-    async def _flush(self) -> None:
-        async with self._send_lock:
+    def _kick(self) -> None:
+        """Have the writer send what h2 has queued (coalesced per loop iteration)."""
+        self._dirty.set()
+
+    def _backlog(self) -> int:
+        return len(getattr(self._conn, "_data_to_send", b""))
+
+    async def _writer(self) -> None:
+        """The only task that writes to the transport: one send per batch of frames."""
+        while True:
+            await self._dirty.wait()
+            self._dirty = anyio.Event()
             data = self._conn.data_to_send()
             if data:
-                await self._transport.send(data)
+                self._writing = True
+                try:
+                    await self._transport.send(data)
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+                    self._shutdown(f"transport failed: {exc}")
+                    return
+                finally:
+                    self._writing = False
+            if self._backlog() < BACKLOG_LIMIT:
+                drained, self._drained = self._drained, anyio.Event()
+                drained.set()
 
     def _check_open(self) -> None:
         if self.closed:
@@ -424,23 +454,19 @@ class H2Mux:
             return
         with contextlib.suppress(h2.exceptions.ProtocolError):
             self._conn.reset_stream(stream.stream_id, code)
-        if self._tg is not None:
-            self._tg.start_soon(self._flush_quietly)
+        self._kick()
 
     async def acknowledge(self, stream_id: int, size: int) -> None:
         if self.closed:
             return
         with contextlib.suppress(h2.exceptions.ProtocolError, KeyError):
             self._conn.acknowledge_received_data(size, stream_id)
-        await self._flush_or_close()
-
-    async def _flush_quietly(self) -> None:
-        with contextlib.suppress(Exception):
-            await self._flush_or_close()
+        self._kick()
 
     async def _flush_or_close(self) -> None:
-        try:
-            await self._flush()
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
-            self._shutdown(f"transport failed: {exc}")
-            raise TunnelClosed(self.close_reason)
+        """Queue for sending; wait while too much is queued (the transport is slow)."""
+        self._check_open()
+        self._kick()
+        while self._backlog() >= BACKLOG_LIMIT:
+            await self._drained.wait()
+            self._check_open()

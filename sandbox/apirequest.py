@@ -41,13 +41,24 @@ class ResourceRequest:
     watch: bool = False
 
 
+_STREAMING = ("portforward", "exec", "attach")
+"""Subresources whose WebSocket GET is authorized as ``create`` (Kubernetes >= 1.30,
+``AuthorizePodWebsocketUpgradeCreatePermission``)."""
+
+
 def _verb(method: str, name: str | None, subresource: str, watch: bool) -> str:
+    if subresource in _STREAMING and method in ("GET", "POST"):
+        return "create"
     if method in ("GET", "HEAD"):
         if name is None:
             return "watch" if watch else "list"
         return "get"
     if method == "POST":
+        if name is not None and subresource not in _STREAMING:
+            raise ApiError(405, "MethodNotAllowed", "POST is only allowed on a collection")
         return "create"
+    if method in ("PUT", "PATCH") and name is None:
+        raise ApiError(405, "MethodNotAllowed", f"{method} needs an object name in the URL")
     if method == "PUT":
         return "update"
     if method == "PATCH":

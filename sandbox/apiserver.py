@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterable, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -37,7 +37,9 @@ from sandbox.auth import SYSTEM, UserInfo
 from sandbox.cluster import Cluster
 from sandbox.errors import ApiError, bad_request
 from sandbox.fieldcheck import check_fields
+from sandbox.impersonation import impersonate
 from sandbox.patch import PATCH_TYPES
+from sandbox.podproxy import LogSource, serve_pod_subresource
 from sandbox.rbac import forbidden_error
 from sandbox.selectors import FieldSelector, LabelSelector
 from sandbox.tables import table, wants_table
@@ -78,23 +80,6 @@ class Authorizer(Protocol):
     def authorize_non_resource(
         self, user: UserInfo, *, verb: str, path: str
     ) -> tuple[bool, str]: ...
-
-
-class LogSource(Protocol):
-    """The kubelet's side of ``pods/log`` and ``pods/portforward``."""
-
-    def logs(
-        self,
-        namespace: str,
-        pod: str,
-        container: str | None,
-        *,
-        follow: bool = False,
-        tail_lines: int | None = None,
-        previous: bool = False,
-    ) -> AsyncIterable[bytes]: ...
-
-    async def portforward(self, request: web.Request, pod: Obj) -> web.StreamResponse: ...
 
 
 def _json(body: Any, status: int = 200) -> web.Response:
@@ -208,7 +193,8 @@ class ApiServer:
         user = self.authenticator.authenticate(request.headers.get("Authorization"))
         if user is None:
             raise ApiError(401, "Unauthorized", "Unauthorized")
-        return user
+        groups = list(request.headers.getall("Impersonate-Group", []))
+        return impersonate(user, request.headers, groups, self.authorizer)
 
     def _authorize_path(self, request: web.Request) -> None:
         if self.authorizer is None:
@@ -265,7 +251,11 @@ class ApiServer:
         rr = parse_path(request.method, request.path, dict(request.query))
         self._authorize(request, rr)
         if rr.subresource in ("log", "portforward"):
-            return await self._kubelet(request, rr)
+            assert rr.namespace is not None and rr.name is not None
+            pod = self.cluster.get("pods", rr.namespace, rr.name)
+            return await serve_pod_subresource(
+                request, self.kubelet, pod, rr.subresource, closing=self.closing
+            )
         handlers: dict[
             str, Callable[[web.Request, ResourceRequest], Awaitable[web.StreamResponse]]
         ] = {
@@ -510,46 +500,3 @@ class ApiServer:
                 if exc.code != 404:
                     raise
         return _json({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"})
-
-    # -- kubelet-backed subresources -------------------------------------------
-
-    async def _kubelet(self, request: web.Request, rr: ResourceRequest) -> web.StreamResponse:
-        assert rr.name is not None and rr.namespace is not None
-        pod = self.cluster.get("pods", rr.namespace, rr.name)
-        if self.kubelet is None:
-            raise bad_request(
-                f"pods/{rr.subresource} needs the sandbox kubelet, which is not running in "
-                "this server"
-            )
-        if rr.subresource == "portforward":
-            return await self.kubelet.portforward(request, pod)
-        return await self._logs(request, rr, pod)
-
-    async def _logs(
-        self, request: web.Request, rr: ResourceRequest, pod: Obj
-    ) -> web.StreamResponse:
-        assert self.kubelet is not None and rr.name is not None and rr.namespace is not None
-        tail = request.query.get("tailLines")
-        try:
-            tail_lines = int(tail) if tail else None
-        except ValueError:
-            raise bad_request(f"tailLines: invalid value {tail!r}: must be an integer")
-        chunks = self.kubelet.logs(
-            rr.namespace,
-            rr.name,
-            request.query.get("container") or None,
-            follow=request.query.get("follow") == "true",
-            tail_lines=tail_lines,
-            previous=request.query.get("previous") == "true",
-        )
-        response = web.StreamResponse(headers={"Content-Type": "text/plain"})
-        response.enable_chunked_encoding()
-        await response.prepare(request)
-        try:
-            async for chunk in chunks:
-                if self.closing.is_set():
-                    break
-                await response.write(chunk)
-        except ConnectionResetError:
-            pass
-        return response

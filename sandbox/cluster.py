@@ -26,6 +26,7 @@ from sandbox.ipam import Ipam
 from sandbox.patch import apply_patch
 from sandbox.resources import ResourceType, by_key
 from sandbox.selectors import format_label_selector
+from sandbox.serviceips import ServiceAddresses
 from sandbox.store import Store, copy_json
 from sandbox.validation import validate, validate_update
 from sandbox.watch import Event, WatchHub
@@ -93,27 +94,11 @@ class Cluster:
         self.ipam = ipam or Ipam.claim()
         """Loopback address pools: Service ClusterIPs here, pod IPs for the kubelet."""
         self._subscribers: list[Subscriber] = []
-        self._next_node_port = 30000
+        self.service_addresses = ServiceAddresses(self.ipam)
         if self.store.revision:
-            self._restored()
-
-    def _restored(self) -> None:
-        """Pick up a store loaded from a snapshot: its versions, addresses and ports."""
-        self.watches.compact(self.store.revision)
-        services = self.store.list("services")
-        ips = [ip for svc in services for ip in (svc.get("spec") or {}).get("clusterIPs") or []]
-        for svc in services:
-            ingress = ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
-            ips.extend(i["ip"] for i in ingress if i.get("ip"))
-        self.ipam.restore([], [ip for ip in ips if ip != "None"])
-        ports = [
-            int(p["nodePort"])
-            for svc in services
-            for p in (svc.get("spec") or {}).get("ports") or []
-            if p.get("nodePort")
-        ]
-        if ports:
-            self._next_node_port = 30000 + (max(ports) - 29999) % 2768
+            # Loaded from a snapshot: old watch versions are gone, addresses are taken.
+            self.watches.compact(self.store.revision)
+            self.service_addresses.restore(self.store.list("services"))
 
     def close(self) -> None:
         """Give back the address block if this cluster claimed it."""
@@ -205,7 +190,7 @@ class Cluster:
         if any(k not in ("apiVersion", "kind", "metadata", "status") for k in obj):
             meta["generation"] = 1
         if resource == "services":
-            self._allocate_service(obj, None, dry_run=dry_run)
+            self.service_addresses.assign(obj, None, dry_run=dry_run)
         if dry_run:
             return obj
         stored = self.store.put(resource, obj)
@@ -270,7 +255,8 @@ class Cluster:
                 if current["metadata"]["resourceVersion"] != old["metadata"]["resourceVersion"]:
                     if wanted_version:
                         raise conflict(resource, name, _STALE)
-                    old = current
+                    old = current  # an unconditional update applies to the latest object
+                    new = self._merge_update(rt, old, new)
         validate(rt, new)
         validate_update(rt, old, new)
         return self._commit_update(rt, old, new, dry_run=dry_run)
@@ -294,7 +280,7 @@ class Cluster:
             else:
                 new.pop("status", None)
         if rt.key == "services":
-            self._allocate_service(new, old, dry_run=True)
+            self.service_addresses.assign(new, old, dry_run=True)
         return new
 
     def _commit_update(self, rt: ResourceType, old: Obj, new: Obj, *, dry_run: bool) -> Obj:
@@ -306,7 +292,7 @@ class Cluster:
         if _same_ignoring_version(new, old):
             return old
         if rt.key == "services" and not dry_run:
-            self._allocate_service(new, old, dry_run=False)
+            self.service_addresses.assign(new, old, dry_run=False)
         if dry_run:
             return new
         if (
@@ -315,7 +301,8 @@ class Cluster:
             and old["metadata"].get("finalizers")
             and not meta.get("deletionGracePeriodSeconds")
         ):
-            return self._remove(rt, new)  # the last finalizer is gone
+            self.store.put(rt.key, new)  # the last finalizer is gone: delete what remains
+            return self._remove(rt, new)
         stored = self.store.put(rt.key, new)
         self._notify("MODIFIED", rt.key, stored, old)
         return stored
@@ -528,8 +515,7 @@ class Cluster:
         if removed is None:
             raise not_found(rt.key, meta["name"])
         if rt.key == "services":
-            for ip in (removed.get("spec") or {}).get("clusterIPs") or []:
-                self.ipam.release_service_ip(ip)
+            self.service_addresses.release(removed)
         self._notify("DELETED", rt.key, removed)
         return removed
 
@@ -576,42 +562,6 @@ class Cluster:
                 resource=rt.key,
                 name=name,
             )
-
-    def _allocate_service(self, obj: Obj, old: Obj | None, *, dry_run: bool) -> None:
-        spec = obj.setdefault("spec", {})
-        if spec.get("type") == "ExternalName":
-            return
-        old_spec = (old or {}).get("spec") or {}
-        if old is not None and old_spec.get("clusterIP"):
-            spec["clusterIP"] = old_spec["clusterIP"]
-            spec["clusterIPs"] = old_spec.get("clusterIPs") or [old_spec["clusterIP"]]
-        elif spec.get("clusterIP") == "None":
-            spec["clusterIPs"] = ["None"]
-        elif not dry_run:
-            wanted = spec.get("clusterIP")
-            if wanted:
-                if not self.ipam.reserve_service_ip(wanted):
-                    raise ApiError(
-                        422,
-                        "Invalid",
-                        f'Service "{obj["metadata"]["name"]}" is invalid: spec.clusterIP: '
-                        f"Invalid value: {wanted!r}: provided IP is already allocated or "
-                        f"outside the service range {self.ipam.service_cidr}",
-                    )
-                ip = wanted
-            else:
-                ip = self.ipam.allocate_service_ip()
-            spec["clusterIP"], spec["clusterIPs"] = ip, [ip]
-        if spec.get("type") in ("NodePort", "LoadBalancer"):
-            old_ports = {p.get("port"): p.get("nodePort") for p in old_spec.get("ports") or []}
-            for port in spec.get("ports") or []:
-                if not port.get("nodePort"):
-                    port["nodePort"] = old_ports.get(port.get("port")) or self._node_port()
-
-    def _node_port(self) -> int:
-        port = self._next_node_port
-        self._next_node_port = 30000 + (self._next_node_port - 29999) % 2768
-        return port
 
 
 _STALE = (

@@ -30,27 +30,33 @@ log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
 _NAMESPACED = [r.key for r in RESOURCES if r.namespaced]
+_RETRIES = 5
 
 
 class _Collector:
     def __init__(self, cluster: Cluster) -> None:
         self.cluster = cluster
-        self.queue: asyncio.Queue[tuple[str, str, Obj]] = asyncio.Queue()
+        self.queue: asyncio.Queue[tuple[str, str, Obj, int]] = asyncio.Queue()
 
     def on_event(self, event_type: str, resource: str, obj: Obj) -> None:
-        self.queue.put_nowait((event_type, resource, obj))
+        self.queue.put_nowait((event_type, resource, obj, 0))
 
     async def run(self) -> None:
         self.cluster.subscribe(self.on_event)
         try:
             await self._resync()
             while True:
-                event_type, resource, obj = await self.queue.get()
+                event_type, resource, obj, attempt = await self.queue.get()
                 try:
                     await self._handle(event_type, resource, obj)
                 except ApiError as exc:
-                    if exc.code not in (404, 409):
+                    if exc.code == 409 and attempt < _RETRIES:
+                        # Raced with another writer: handle it again (handlers re-read).
+                        self.queue.put_nowait((event_type, resource, obj, attempt + 1))
+                    elif exc.code != 404:
                         log.warning("garbage collection of %s failed: %s", resource, exc)
+                except Exception:  # one bad object must not stop the collector
+                    log.exception("garbage collection of %s crashed", resource)
         finally:
             self.cluster.unsubscribe(self.on_event)
 

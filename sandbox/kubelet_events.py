@@ -28,6 +28,12 @@ def now_rfc3339() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _precise_now() -> str:
+    """Event times with microseconds (Go's RFC 3339 parser accepts them), so
+    ``kubectl describe``, which sorts events by time, keeps them in order."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 @dataclass(frozen=True)
 class _Pending:
     obj: Obj
@@ -95,7 +101,7 @@ class EventRecorder:
         meta = pending.obj.get("metadata", {})
         namespace = meta.get("namespace") or "default"
         key = (str(meta.get("uid", "")), pending.field_path, pending.reason, pending.message)
-        now = now_rfc3339()
+        now = _precise_now()
         seen = self._seen.get(key)
         if seen is not None:
             event_namespace, name, count = seen

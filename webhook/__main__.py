@@ -58,7 +58,7 @@ async def main() -> None:
             if ip and ip != "None":
                 config.manager_address = f"{ip}:{config.agent_port}"
         store = KubeSettingsStore(kube, config.namespace)
-        preparer = Rollout(kube, registry, config.manager_address)
+        preparer = Rollout(kube, registry, config.manager_address, config.prepare_timeout)
     log.info("agents will dial %s", config.manager_address)
     await run_manager(config, store, registry, preparer)
 

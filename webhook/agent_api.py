@@ -64,7 +64,7 @@ async def _serve_agent(registry: Registry, peer: Peer, hello: AgentHello) -> Non
     dirty = asyncio.Event()
 
     def on_change(change: Change) -> None:
-        if change.kind in ("intercept", "agent") and change.workload == agent.workload:
+        if change.kind == "intercept":
             dirty.set()
 
     async def pusher() -> None:
@@ -73,7 +73,7 @@ async def _serve_agent(registry: Registry, peer: Peer, hello: AgentHello) -> Non
             dirty.clear()
             await peer.send(registry.snapshot_for(agent))
 
-    unsubscribe = registry.subscribe(on_change)
+    unsubscribe = registry.subscribe(on_change, agent.workload)
     push = asyncio.create_task(pusher())
     try:
         await peer.send(AgentWelcome(agent_id=agent.id))

@@ -14,6 +14,28 @@ also carry a valid API key. Conversation:
    concurrently and stream ``Event(kind="progress")``.
 4. ``Event`` pushes: the session's own intercepts changing (e.g. revoked), and
    intercepts and agents of the workloads it prepared or intercepts.
+
+Ops (``Request.op``: params -> result; errors are ``Problem`` codes):
+
+- ``prepare``: ``{spec: InterceptSpec}`` -> ``{workload, port: TakeoverPort, agents:
+  [agent]}``, with ``Event(kind="progress", data={request, step, message, ...})``
+  (steps ``annotated``, ``waiting``, ``replacing``, ``service``, ``ready``);
+  ``conflict``, ``not-found``, ``bad-workload``, ``agent-not-arriving`` (title
+  names the reason: "The webhook was not called", "An image cannot be pulled", ...).
+- ``create``: ``{spec}`` -> ``InterceptInfo`` (same name again: moved); ``conflict``.
+- ``remove``: ``{name}`` -> ``InterceptInfo`` (state ``removed``); ``not-found``.
+- ``list``: ``{}`` -> every intercept in the cluster: ``InterceptInfo`` + ``age_seconds``.
+- ``revoke``: ``{id}`` -> ``InterceptInfo``; admin only (``forbidden``).
+- ``agents``: ``{namespace?, workload?, workload_kind?}`` -> ``[{id, pod, namespace,
+  pod_ip, workload_kind, workload, tunnel_port, state, ports, env}]``.
+- ``apikey-create``: ``{user, admin?}`` -> ``{id, user, admin, created, key}`` (the
+  key is shown this once); ``apikey-list`` -> ``[{id, user, admin, created}]``;
+  ``apikey-revoke``: ``{id}`` -> ``{id, sessions_ended}``; admin only.
+- ``set-mode``: ``{mode}`` -> ``{mode}``; admin only; ``precondition`` when team
+  mode would have no admin key.
+
+In single-user mode every session is an admin (RBAC on ``pods/portforward``
+already decided who may talk to the manager); in team mode the key says.
 """
 
 from __future__ import annotations

@@ -29,6 +29,9 @@ class ManagerConfig(BaseModel):
     """What agents dial; defaults to ``waylay-manager.<namespace>:<agent_port>``."""
     agent_image: str = "waylay/agent:0.1.0"
     policy: InjectionPolicy = InjectionPolicy.ON_DEMAND
+    prepare_timeout: float = 150.0
+    """How long prepare waits for agents before it explains why they don't come
+    (below the client's own 180 s, so the explanation arrives first)."""
     session_ttl: float = 10.0
     agent_ttl: float = 20.0
     use_cluster: bool = True

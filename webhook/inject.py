@@ -28,7 +28,6 @@ import re
 from enum import StrEnum
 from typing import Any
 
-import jsonpatch  # type: ignore[import-untyped]
 from pydantic import BaseModel, Field, ValidationError
 
 from core.protocol import (
@@ -112,11 +111,23 @@ def build_response(
         first = e.errors()[0]
         return _warn(allow, f"annotation {AGENT_CONFIG_ANNOTATION} is invalid: {first['msg']}")
     config = config.model_copy(update={"manager_address": manager_address})
-    mutated = copy.deepcopy(pod)
-    warnings = _inject(mutated, config, agent_image, resources or AgentResources())
-    if warnings and mutated == pod:
+    original: list[Any] = pod["spec"]["containers"]  # a non-empty list: _skip_reason saw it
+    edited = [copy.deepcopy(c) if isinstance(c, dict) else c for c in original]
+    agent, warnings = _inject(
+        [c for c in edited if isinstance(c, dict)],
+        config,
+        agent_image,
+        resources or AgentResources(),
+    )
+    if agent is None:
         return _warn(allow, "; ".join(warnings))
-    ops = jsonpatch.make_patch(pod, mutated).patch
+    # Whole containers replaced, not a diff of the pod: cheaper, and just as exact.
+    ops: list[dict[str, Any]] = [
+        {"op": "replace", "path": f"/spec/containers/{i}", "value": new}
+        for i, (old, new) in enumerate(zip(original, edited, strict=True))
+        if old != new
+    ]
+    ops.append({"op": "add", "path": "/spec/containers/-", "value": agent})
     return AdmissionResponse(
         uid=request.uid,
         allowed=True,
@@ -166,11 +177,13 @@ def _warn(response: AdmissionResponse, message: str) -> AdmissionResponse:
 
 
 def _inject(
-    pod: dict[str, Any], config: AgentConfig, image: str, resources: AgentResources
-) -> list[str]:
-    """Mutate ``pod`` in place; return warnings about ports that were skipped."""
+    containers: list[dict[str, Any]], config: AgentConfig, image: str, resources: AgentResources
+) -> tuple[dict[str, Any] | None, list[str]]:
+    """Rename taken-over ports in ``containers`` (in place); return the agent and warnings.
+
+    No agent (None) when no port of the config can be taken over.
+    """
     warnings: list[str] = []
-    containers = _containers(pod)
     by_name = {c.get("name"): c for c in containers}
     agent_ports: list[dict[str, Any]] = []
     declared: set[str] = set()
@@ -192,7 +205,7 @@ def _inject(
         kept.append(tp)
         agent_ports.append({"name": name, "containerPort": tp.agent_port, "protocol": tp.protocol})
     if not kept:
-        return warnings or ["not injected: the agent config names no ports"]
+        return None, warnings or ["not injected: the agent config names no ports"]
     config = config.model_copy(update={"ports": kept})
     app = by_name.get(kept[0].app_container) or containers[0]
     agent = {
@@ -214,8 +227,7 @@ def _inject(
     env_from = _copied_env_from(app, config.env_prefix)
     if env_from:
         agent["envFrom"] = env_from
-    pod.setdefault("spec", {}).setdefault("containers", []).append(agent)
-    return warnings
+    return agent, warnings
 
 
 def _rename_port(container: dict[str, Any], name: str) -> bool:

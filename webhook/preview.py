@@ -12,7 +12,8 @@ the registry, so a token is dead (404) the moment its intercept is removed,
 revoked or its session expires. Client operations (wire them into the client
 API's ``Request.op``): ``preview-create`` ``{name, target, headers}``,
 ``preview-revoke`` ``{token}`` (the owner's session or an admin),
-``preview-list`` ``{}``; see :meth:`PreviewRouter.handle_op`.
+``preview-list`` ``{}`` (tokens shown to their owner and admins only); see
+:meth:`PreviewRouter.handle_op`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from aiohttp import web
 from anyio.abc import TaskStatus
 from pydantic import BaseModel, Field, ValidationError
 
+from core.preview_dial import ingress_trust
 from core.preview_models import TOKEN_RE, PreviewEntry, PreviewError, PreviewTarget
 from core.preview_proxy import Dial, PreviewForwarder, dead_page
 from core.preview_table import PreviewTable, intercept_headers
@@ -33,7 +35,7 @@ from webhook.http import serve
 from webhook.kube import AsyncKube
 from webhook.registry import Change, Registry, RegistryError, Session
 
-__all__ = ["PREVIEW_OPS", "PreviewRouter", "ServiceDial", "serve_router"]
+__all__ = ["PREVIEW_OPS", "PreviewRouter", "ServiceDial", "make_router", "serve_router"]
 
 PREVIEW_OPS = ("preview-create", "preview-revoke", "preview-list")
 
@@ -62,8 +64,7 @@ class ServiceDial:
 
     async def __call__(self, target: PreviewTarget) -> tuple[str, int]:
         name, namespace = target.service
-        host = target.host.removesuffix(".cluster.local").removesuffix(".svc")
-        if host.count(".") == 1:
+        if target.is_service:
             service = await self.kube.get("v1", "Service", name, namespace)
             ip = ((service or {}).get("spec") or {}).get("clusterIP")
             if ip and ip != "None":
@@ -86,7 +87,9 @@ class PreviewRouter:
         self.registry = registry
         self.domain = domain.strip(".").lower()
         self.forwarder = PreviewForwarder(dial, ssl_context)
-        self.table = PreviewTable(lambda token: f"{scheme}://{token}.{self.domain}/")
+        self.table = PreviewTable(
+            lambda token: f"{scheme}://{token}.{self.domain}/", on_dead=self.forwarder.cut
+        )
         self.unsubscribe = registry.subscribe(self._on_change)
 
     def _on_change(self, change: Change) -> None:
@@ -114,10 +117,9 @@ class PreviewRouter:
                 "create the intercept first, then its preview URL",
             )
         try:
-            headers = intercept_headers(info.spec, extra)
+            return self.table.add(intercept_id, target, intercept_headers(info.spec, extra))
         except PreviewError as exc:
-            raise _problem("bad-request", exc.title, exc.title, exc.hint)
-        return self.table.add(intercept_id, target, headers)
+            raise _problem("bad-request", exc.title, exc.detail or exc.title, exc.hint)
 
     def revoke(self, session: Session, token: str) -> PreviewEntry:
         entry = self.table.get(token)
@@ -133,6 +135,18 @@ class PreviewRouter:
         self.table.revoke(token)
         return entry
 
+    def listing(self, session: Session) -> list[dict[str, Any]]:
+        """Every live URL with its intercept; header values never, and the token
+        (a capability) only to its owner's session and to admins."""
+        items = []
+        for entry in self.table.entries():
+            item = entry.model_dump(mode="json", exclude={"headers"})
+            item["header_names"] = list(entry.headers)
+            if not (session.admin or entry.intercept_id.startswith(session.id + ":")):
+                item["token"] = item["url"] = ""
+            items.append(item)
+        return items
+
     async def handle_op(self, session: Session, op: str, params: dict[str, Any]) -> Any:
         """Run one client operation (``PREVIEW_OPS``); errors are RegistryErrors."""
         try:
@@ -144,13 +158,7 @@ class PreviewRouter:
                 token = _RevokeParams.model_validate(params).token
                 return self.revoke(session, token).model_dump(mode="json")
             if op == "preview-list":
-                return [
-                    {
-                        **e.model_dump(mode="json", exclude={"headers"}),
-                        "header_names": list(e.headers),
-                    }
-                    for e in self.table.entries()
-                ]
+                return self.listing(session)
         except ValidationError as exc:
             raise _problem("bad-request", "Bad preview request", str(exc))
         raise _problem("bad-request", "Unknown operation", f"unknown op {op!r}")
@@ -179,6 +187,15 @@ class PreviewRouter:
     async def close(self) -> None:
         self.unsubscribe()
         await self.forwarder.close()
+
+
+def make_router(
+    registry: Registry, domain: str, kube: AsyncKube, *, ca_file: str | None = None
+) -> PreviewRouter:
+    """The router as the manager runs it: ingress Services dialed at their ClusterIP,
+    TLS trusting the system CAs, the cluster's CA and ``ca_file``."""
+    trust = ingress_trust(kube.kube, ca_file)
+    return PreviewRouter(registry, domain, ServiceDial(kube), ssl_context=trust)
 
 
 async def serve_router(

@@ -120,16 +120,38 @@ class Registry:
     agents: dict[str, Agent] = field(default_factory=dict)
     _intercepts: dict[str, InterceptInfo] = field(default_factory=dict)
     _listeners: list[Callable[[Change], None]] = field(default_factory=list)
+    _workload_listeners: dict[WorkloadKey, list[Callable[[Change], None]]] = field(
+        default_factory=dict
+    )
+    _by_workload: dict[WorkloadKey, dict[str, Agent]] = field(default_factory=dict)
 
     # ------------------------------------------------------------ subscribers
 
-    def subscribe(self, listener: Callable[[Change], None]) -> Callable[[], None]:
-        self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+    def subscribe(
+        self, listener: Callable[[Change], None], workload: WorkloadKey | None = None
+    ) -> Callable[[], None]:
+        """Call ``listener`` on every change (or only on ``workload``'s); returns the undo."""
+        group = (
+            self._listeners
+            if workload is None
+            else self._workload_listeners.setdefault(workload, [])
+        )
+
+        def unsubscribe() -> None:
+            if listener in group:
+                group.remove(listener)
+            if workload is not None and not group:
+                self._workload_listeners.pop(workload, None)
+
+        group.append(listener)
+        return unsubscribe
 
     def _emit(self, change: Change) -> None:
         for listener in list(self._listeners):
             listener(change)
+        if change.workload is not None:
+            for listener in list(self._workload_listeners.get(change.workload, ())):
+                listener(change)
 
     # --------------------------------------------------------------- sessions
 
@@ -293,7 +315,9 @@ class Registry:
     def register_agent(self, hello: AgentHello) -> Agent:
         agent_id = f"{hello.namespace}/{hello.pod}"
         agent = Agent(agent_id, hello, self.clock())
+        self._forget(agent_id)
         self.agents[agent_id] = agent
+        self._by_workload.setdefault(agent.workload, {})[agent_id] = agent
         self._emit(Change("agent", self._agent_data(agent, "registered"), agent.workload))
         return agent
 
@@ -308,18 +332,28 @@ class Registry:
         """A heartbeat from a live connection; re-registers an agent that had expired."""
         agent.last_seen = self.clock()
         if self.agents.get(agent.id) is not agent:
+            self._forget(agent.id)
             self.agents[agent.id] = agent
+            self._by_workload.setdefault(agent.workload, {})[agent.id] = agent
             self._emit(Change("agent", self._agent_data(agent, "registered"), agent.workload))
 
     def unregister_agent(self, agent_id: str, agent: Agent | None = None) -> None:
         current = self.agents.get(agent_id)
         if current is None or (agent is not None and current is not agent):
             return  # a newer connection of the same pod took over
-        del self.agents[agent_id]
+        self._forget(agent_id)
         self._emit(Change("agent", self._agent_data(current, "gone"), current.workload))
 
+    def _forget(self, agent_id: str) -> None:
+        agent = self.agents.pop(agent_id, None)
+        if agent is not None:
+            group = self._by_workload.get(agent.workload, {})
+            group.pop(agent_id, None)
+            if not group:
+                self._by_workload.pop(agent.workload, None)
+
     def agents_of(self, workload: WorkloadKey) -> list[Agent]:
-        return [a for a in self.agents.values() if a.workload == workload]
+        return list(self._by_workload.get(workload, {}).values())
 
     def snapshot_for(self, agent: Agent) -> InterceptsSnapshot:
         return InterceptsSnapshot(intercepts=self.intercepts(agent.workload))

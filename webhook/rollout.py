@@ -154,7 +154,7 @@ class Rollout:
     kube: AsyncKube
     registry: Registry
     manager_address: str
-    timeout: float = 180.0
+    timeout: float = 150.0
     poll: float = 0.5
 
     async def prepare(self, spec: InterceptSpec, progress: Progress) -> dict[str, Any]:

@@ -4,8 +4,8 @@ Covers: header-matched requests go to the workstation and unmatched ones to
 the app over one reused app connection; `auto` headers; path prefix with the
 query ignored; pipelined requests answered in order across both routes;
 chunked request bodies; Expect: 100-continue; WebSocket upgrade taking over
-the connection (to the app and to the workstation); non-HTTP bytes and an
-HTTP/2 prior-knowledge preface pass through to the app; events per request
+the connection (to the app and to the workstation); non-HTTP bytes pass
+through to the app and an HTTP/2 preface is answered as HTTP/2; events per request
 (redacted headers, reasons for unmatched requests, watch-all metadata only);
 fail-open when the tunnel closes; 502 when the workstation cannot be reached;
 conflicting intercepts refused with the holder named.
@@ -117,17 +117,31 @@ async def test_websocket_upgrade(agent_env: AgentEnv, workstation: tuple[str, in
                 assert msg.data == f"{who}:hi"
 
 
-async def test_non_http_and_h2_preface_pass_through(
+async def test_non_http_passes_through_and_h2_preface_is_answered(
     agent_env: AgentEnv, workstation: tuple[str, int]
 ) -> None:
     await _personal(agent_env, workstation)
-    # the app is an HTTP server: it answers binary garbage and an h2 preface itself
-    for first in (b"\x16\x03\x01\x00\x05hello", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"):
-        conn = await HttpConn.open(agent_env.http_port)
-        await conn.send_raw(first)
-        data = await conn.read_all()
-        conn.close()
-        assert data.startswith(b"HTTP/1.") and b"waylay" not in data, data[:200]
+    # binary garbage: relayed untouched, the app (an HTTP/1 server) answers it itself
+    conn = await HttpConn.open(agent_env.http_port)
+    await conn.send_raw(b"\x16\x03\x01\x00\x05hello")
+    data = await conn.read_all()
+    conn.close()
+    assert data.startswith(b"HTTP/1.") and b"waylay" not in data, data[:200]
+    # an HTTP/2 preface: the agent speaks HTTP/2 (SETTINGS first) and closes with the client
+    conn = await HttpConn.open(agent_env.http_port)
+    await conn.send_raw(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+    frame = await asyncio.wait_for(conn.reader.readexactly(9), 5)
+    assert frame[3] == 0x4  # a SETTINGS frame
+    conn.writer.write_eof()
+    await conn.read_all()
+    conn.close()
+    await _still_serving_http(agent_env)
+
+
+async def _still_serving_http(env: AgentEnv) -> None:
+    conn = await HttpConn.open(env.http_port)
+    assert (await conn.request("/ok")).text == "app:/ok"
+    conn.close()
 
 
 async def test_watch_all_and_reasons(agent_env: AgentEnv, workstation: tuple[str, int]) -> None:

@@ -7,7 +7,8 @@ bytes intact (hypothesis: any sizes); a stalled consumer on one stream does
 not stall another stream; half-close both ways; resets reach the other side;
 heartbeats keep an idle tunnel alive and a silent peer is declared dead;
 garbage bytes on the wire (hypothesis) end the tunnel cleanly and never
-crash; control messages (events) flow agent -> client.
+crash; control messages (events) flow agent -> client; finished streams are
+forgotten on both ends (no leak).
 """
 
 from __future__ import annotations
@@ -175,6 +176,8 @@ def test_many_streams_intact(sizes: list[int]) -> None:
                         tg.start_soon(one, i, size)
             for i, size in enumerate(sizes):
                 assert results[i] == bytes([i % 251]) * size + b"<eof>"
+            # no stream is left behind on either end (no leak)
+            await _until(lambda: not pair.agent.mux._streams and not pair.client.mux._streams)
 
     anyio.run(main)
 

@@ -225,6 +225,7 @@ async def admission_figures() -> dict[str, float]:
             "healthz_p99_ms": pct(health, 0.99),
             "throughput_rps": done / elapsed,
             "manager_cpu_share": cpu / elapsed,
+            "cpu_us_per_review": cpu / max(done, 1) * 1e6,
             "mutate_mean_ms": statistics.mean(mutate) * 1000,
         }
     finally:
@@ -347,7 +348,10 @@ def report(adm: dict[str, float], scale: dict[str, float]) -> str:
             f"    /healthz  p50 {adm['healthz_p50_ms']:.2f} ms   p99 {adm['healthz_p99_ms']:.2f} ms"
             f"   (mutate/healthz p50 = {adm['mutate_p50_ms'] / adm['healthz_p50_ms']:.2f}x)",
             f"    throughput, {CONCURRENT} in flight: {adm['throughput_rps']:.0f} reviews/s"
-            f" at {adm['manager_cpu_share'] * 100:.0f}% of one core",
+            f" at {adm['manager_cpu_share'] * 100:.0f}% of one core (the load generator shares"
+            " the machine)",
+            f"    manager CPU per review {adm['cpu_us_per_review']:.0f} us"
+            f" = capacity ~{1e6 / adm['cpu_us_per_review']:.0f} reviews/s per core",
             f"  {AGENTS} agents (5 s heartbeat) + {CLIENTS} clients"
             " (2 s heartbeat, 1 intercept each):",
             f"    manager CPU share {scale['cpu_share'] * 100:.1f}% of one core"

@@ -14,13 +14,14 @@ ManagerRefused.
 from __future__ import annotations
 
 import contextlib
+import socket
 from collections.abc import AsyncIterator
 
 import anyio
 import anyio.abc
 import pytest
 
-from core.errors import AgentNotArriving, ManagerRefused
+from core.errors import AgentNotArriving, ManagerMissing, ManagerRefused
 from core.protocol import InterceptSpec, TrafficEvent
 from core.session import Session
 from tests.core.managerkit import Agents, serve_manager
@@ -194,3 +195,29 @@ async def test_conflict_is_manager_refused() -> None:
             for s in sessions:
                 s.stop()
         tg.cancel_scope.cancel()
+
+
+async def test_no_manager_is_a_typed_error() -> None:
+    @contextlib.asynccontextmanager
+    async def nowhere() -> AsyncIterator[str]:
+        raise ManagerMissing("waylay", "no Deployment 'waylay-manager'")
+        yield ""  # pragma: no cover
+
+    async def never(pod: str, namespace: str, port: int) -> anyio.abc.ByteStream:
+        raise AssertionError("no tunnels without a manager")
+
+    async with anyio.create_task_group() as tg:
+        with pytest.raises(ManagerMissing, match="not running"):
+            await tg.start(Session(context="t", connector=nowhere, opener=never).run)
+        # a URL where nothing listens is ManagerMissing too, not a transport error
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        with pytest.raises(ManagerMissing, match="cannot open the client API"):
+            await tg.start(
+                Session(
+                    context="t",
+                    connector=UrlBox(f"http://127.0.0.1:{port}/v1/client").connect,
+                    opener=never,
+                ).run
+            )

@@ -57,6 +57,13 @@ def kube(sandbox: SandboxHandle) -> Iterator[Kube]:
     k.close()
 
 
+@pytest.fixture(autouse=True)
+def leave_no_install(kube: Kube) -> Iterator[None]:
+    """Whatever a test did, waylay is gone after it (uninstall is idempotent)."""
+    yield
+    uninstall(kube, OPTS)
+
+
 @pytest.fixture
 async def conns() -> AsyncIterator[list[Conn]]:
     opened: list[Conn] = []

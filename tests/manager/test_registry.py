@@ -174,3 +174,16 @@ def test_rebuilt_session_keeps_id_and_guards_identity(reg: Registry) -> None:
     with pytest.raises(RegistryError) as err:
         reg.open_session("m", "mallory", session_id="abc123")
     assert err.value.problem.code == "unauthorized"
+
+
+def test_workload_listeners_hear_only_their_workload(reg: Registry) -> None:
+    heard: list[Change] = []
+    undo = reg.subscribe(heard.append, ("demo", "Deployment", "hello"))
+    a = reg.open_session("a", "alice")
+    reg.create(a.id, spec("bye", workload="bye"))
+    assert heard == []
+    reg.create(a.id, spec("hi"))
+    assert [c.kind for c in heard] == ["intercept"]
+    undo()
+    reg.remove(a.id, "hi")
+    assert len(heard) == 1

@@ -9,6 +9,7 @@ every handshake. Endpoints:
   the rest (``?size=N`` bytes in all): proves the proxy does not buffer;
 - ``/upload``: reads the body, records when the first chunk arrived in
   ``first_chunk`` (so a test can hold back the rest), answers size and hash;
+- ``/redirect?to=URL``: 302 to URL;
 - ``/ws``: WebSocket; first message is the handshake's headers (JSON), then
   every message is echoed back prefixed with ``echo:``.
 """
@@ -98,8 +99,12 @@ class FakeIngress:
                 await ws.send_bytes(b"echo:" + message.data)
         return ws
 
+    async def redirect(self, request: web.Request) -> web.Response:
+        raise web.HTTPFound(request.query["to"])
+
     def app(self) -> web.Application:
         app = web.Application(client_max_size=0)
+        app.router.add_get("/redirect", self.redirect)
         app.router.add_route("*", "/stream", self.stream)
         app.router.add_route("*", "/upload", self.upload)
         app.router.add_get("/ws", self.ws)

@@ -10,7 +10,9 @@ Covers:
   Services without web ports ignored; ports found by name, then by number;
 - rules: exact hosts before rules without one, wildcards skipped, the default
   backend counts, other namespaces do not; no controller -> no defaults;
-- remembered answers: per workload, file mode 0600, malformed file = empty;
+- remembered answers win over detection; per workload, file mode 0600, malformed file = empty;
+- a preview target naming an outside host is dialed directly, a Service one
+  only through the running port-forwards;
 - the preview Ingress for ``--preview-domain`` is accepted by the API server and
   routes ``<token>.D`` to the manager's preview port (per the demo ingress's
   routing rules).
@@ -29,12 +31,14 @@ from core.certs import make_ca
 from core.kube import Kube
 from core.preview import (
     PREVIEW_PORT,
+    PortForwardDial,
     PreviewError,
     PreviewMemory,
     PreviewTarget,
     detect_defaults,
     ingress_candidates,
     new_token,
+    preview_defaults,
     preview_ingress_manifest,
     propose_defaults,
     workload_key,
@@ -225,6 +229,13 @@ def test_memory_default_path_and_bad_file(tmp_path: Path, monkeypatch: pytest.Mo
     assert memory.recall("k") is not None
 
 
+async def test_portforward_dial_outside_host_is_direct(api: SandboxApi) -> None:
+    dial = PortForwardDial(Kube.from_kubeconfig(str(api.kubeconfig), "developer"))
+    assert await dial(PreviewTarget(host="lb.example.com", port=443)) == ("lb.example.com", 443)
+    with pytest.raises(PreviewError, match="not running"):
+        await dial(PreviewTarget(host="gw.demo", port=80))
+
+
 def test_target_validation() -> None:
     with pytest.raises(ValueError, match="not a host name"):
         PreviewTarget(host="bad host", port=80)
@@ -232,3 +243,21 @@ def test_target_validation() -> None:
         PreviewTarget(host="gw.edge", port=0)
     assert PreviewTarget(host="gw.edge", port=80).service == ("gw", "edge")
     assert PreviewTarget(host="gw", port=80).service == ("gw", "default")
+    assert PreviewTarget(host="gw.edge.svc.cluster.local", port=80).is_service
+    assert not PreviewTarget(host="gw.example.com", port=80).is_service
+
+
+async def test_remembered_answers_win(demo_kube: Kube, tmp_path: Path) -> None:
+    memory = PreviewMemory(tmp_path / "previews.json")
+    detected = await preview_defaults(
+        demo_kube, "shop", "orders", workload_kind="Deployment", workload="orders", memory=memory
+    )
+    assert detected is not None and detected.hostname == "shop.waylay.local"
+    key = workload_key(demo_kube.context.name, "shop", "Deployment", "orders")
+    memory.remember(key, PreviewTarget(host="ingress.ingress", port=80, hostname="x.test"))
+    again = await preview_defaults(
+        demo_kube, "shop", "orders", workload_kind="Deployment", workload="orders", memory=memory
+    )
+    assert again is not None
+    assert (again.port, again.tls, again.hostname) == (80, False, "x.test")
+    assert again.source == "your answers last time"

@@ -35,7 +35,7 @@ from core.preview import PreviewServer, PreviewTarget, detect_defaults
 from core.preview_dial import PortForwardDial, ingress_trust
 from core.protocol import InterceptSpec
 from webhook.kube import AsyncKube
-from webhook.preview import PreviewRouter, ServiceDial, serve_router
+from webhook.preview import make_router, serve_router
 from webhook.registry import Registry
 
 pytestmark = pytest.mark.timeout(180)
@@ -165,9 +165,7 @@ async def test_router_through_demo_ingress(demo: Kube, http: aiohttp.ClientSessi
             headers={"x-waylay-intercept-id": "e2e:orders-shop"},
         ),
     )
-    router = PreviewRouter(
-        registry, "preview.test", ServiceDial(AsyncKube(demo)), ssl_context=ingress_trust(demo)
-    )
+    router = make_router(registry, "preview.test", AsyncKube(demo))
     target = {"host": "ingress.ingress", "port": 443, "tls": True, "hostname": "shop.waylay.local"}
     async with anyio.create_task_group() as tg:
         _, port = await tg.start(serve_router, router, "127.0.0.1", 0)

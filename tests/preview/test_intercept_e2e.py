@@ -7,7 +7,9 @@ reaches the demo ingress through a port-forward.
 
 Covers: a request to the preview URL goes through the ingress and the agent
 to the developer's machine, while the same request without the preview (no
-header) reaches the app; when the intercept is left, the URL answers 404.
+header) reaches the app; when the intercept is left, the manager's event
+kills the URL (``run_workstation_previews`` follows the session's events)
+and it answers 404.
 """
 
 from __future__ import annotations
@@ -23,8 +25,12 @@ from aiohttp import web
 
 from core.install import InstallOptions, install
 from core.kube import Kube
-from core.preview import PreviewServer, PreviewTarget, detect_defaults, intercept_headers
-from core.preview_dial import PortForwardDial, ingress_trust
+from core.preview import (
+    PreviewTarget,
+    detect_defaults,
+    intercept_headers,
+    run_workstation_previews,
+)
 from core.protocol import AUTO_HEADER, InterceptSpec, PathRule
 from core.session import Session, kube_connector, kube_opener
 from tests.sandbox.conftest import SandboxHandle
@@ -72,12 +78,9 @@ async def test_preview_reaches_workstation_direct_reaches_app(
         connector=kube_connector(demo),
         opener=kube_opener(demo),
     )
-    dial = PortForwardDial(demo)
-    server = PreviewServer(dial, ssl_context=ingress_trust(demo))
     async with anyio.create_task_group() as tg:
         await tg.start(session.run)
-        await tg.start(dial.run)
-        await tg.start(server.run)
+        server = await tg.start(run_workstation_previews, demo, session.events())
         assert session.session_id is not None
         spec = InterceptSpec(
             name="hello-default",
@@ -110,16 +113,18 @@ async def test_preview_reaches_workstation_direct_reaches_app(
         assert seen["headers"][AUTO_HEADER] == info.id
         assert seen["headers"]["x-forwarded-host"] == "hello.waylay.local"
 
-        ingress_host, ingress_port = await dial(entry.target)
+        ingress_host, ingress_port = await server.forwarder.dial(entry.target)
         status, direct = await _get(
             http, f"http://{ingress_host}:{ingress_port}/hi", "hello.waylay.local"
         )
         assert status == 200
         assert direct.get("app") == "hello"
 
+        # Leaving the intercept kills its URL, told by the manager's event.
         await session.leave("hello-default")
-        server.end_intercept(info.id)
-        status, _ = await _get(http, preview_url, preview_host)
-        assert status == 404
+        with anyio.fail_after(10):
+            while (await _get(http, preview_url, preview_host))[0] != 404:
+                await anyio.sleep(0.05)
+        assert server.entries() == []
         session.stop()
         tg.cancel_scope.cancel()

@@ -9,7 +9,8 @@ Covers:
 - the token dies (404) the moment its intercept is removed or its session
   expires, or when revoked (owner or admin only); other domains' hosts 404;
 - errors: unknown intercept, a regex header without a value given, bad params;
-- ``preview-list`` lists URLs with their intercept and header names only;
+- ``preview-list`` lists URLs with their intercept and header names only, the
+  token (a capability) only to its owner and admins;
 - ``ServiceDial`` sends ``name.namespace`` to the Service's ClusterIP (read
   from a real sandbox API server).
 """
@@ -180,6 +181,12 @@ async def test_errors_and_listing(router: Router, http: aiohttp.ClientSession) -
         (entry["token"], "s1:orders-shop", ["X-User"])
     ]
     assert "headers" not in listed[0]
+    other = await router.router.handle_op(session(reg, "s2"), "preview-list", {})
+    assert [(e["intercept_id"], e["token"], e["url"]) for e in other] == [
+        ("s1:orders-shop", "", "")
+    ]
+    admin = await router.router.handle_op(session(reg, "s3", admin=True), "preview-list", {})
+    assert admin[0]["token"] == entry["token"]
 
     async with http.get(
         f"http://127.0.0.1:{router.port}/", headers={"Host": f"{entry['token']}.other.test"}

@@ -13,7 +13,9 @@ Covers:
 - WebSocket upgrades are carried (handshake headers added, messages echoed,
   over HTTP and HTTPS);
 - revoked tokens, ended intercepts and unknown tokens answer a 404 page
-  (HTML for browsers, text otherwise) at once;
+  (HTML for browsers, text otherwise) at once; revoking also ends what is in
+  flight: an open WebSocket is closed (4404), a streamed body cut off;
+- a redirect to the L5 hostname stays on the preview URL, others are kept;
 - the path scheme (``/.preview/<token>/...``) strips its prefix and sets a
   cookie that routes a browser's follow-up requests, and our cookie is never
   forwarded while others are; LAN servers hand out path URLs;
@@ -298,3 +300,57 @@ def test_find_token() -> None:
     assert find_token("h:1", "/.preview/short/") is None
     assert find_token("h:1", "/a", 'bad"cookie') is None
     assert find_token("UPPERCASE" * 4, "/") is None
+
+
+async def test_revoke_closes_open_websocket(
+    preview: PreviewServer, http: aiohttp.ClientSession
+) -> None:
+    entry = preview.create("abc123:o", HTTP_TARGET, HEADER)
+    async with http.ws_connect(
+        f"ws://127.0.0.1:{preview.port}/ws", headers={"Host": host_of(preview, entry)}
+    ) as ws:
+        with anyio.fail_after(10):
+            await ws.receive_json()
+            preview.end_intercept("abc123:o")
+            message = await ws.receive()
+    assert message.type == aiohttp.WSMsgType.CLOSE
+    assert ws.close_code == 4404
+
+
+async def test_revoke_cuts_streamed_body(
+    preview: PreviewServer, ingress: FakeIngress, http: aiohttp.ClientSession
+) -> None:
+    entry = preview.create("abc123:o", HTTP_TARGET, HEADER)
+    headers = {"Host": host_of(preview, entry)}
+    async with http.get(f"{base(preview)}/stream?size={8 * CHUNK}", headers=headers) as resp:
+        with anyio.fail_after(10):
+            assert await resp.content.readany()
+            preview.revoke(entry.token)
+            try:
+                await resp.read()
+            except aiohttp.ClientError:
+                cut = True
+            else:
+                cut = False
+    ingress.release.set()
+    assert cut, "the body of a revoked preview must not complete"
+
+
+async def test_redirect_stays_on_preview(
+    preview: PreviewServer, http: aiohttp.ClientSession
+) -> None:
+    entry = preview.create("abc123:o", HTTPS_TARGET, HEADER)
+    host = host_of(preview, entry)
+    for to, expected in (
+        (f"https://{HOSTNAME}/login?next=/a", f"http://{host}/login?next=/a"),
+        ("https://elsewhere.test/x", "https://elsewhere.test/x"),
+        ("/relative", "/relative"),
+    ):
+        async with http.get(
+            f"{base(preview)}/redirect",
+            params={"to": to},
+            headers={"Host": host},
+            allow_redirects=False,
+        ) as resp:
+            assert resp.status == 302
+            assert resp.headers["Location"] == expected

@@ -6,7 +6,10 @@ event); ``metadata.generation`` moves only with the spec; a pod on a node is
 deleted gracefully (deletionTimestamp + grace period) and removed by a second
 delete with grace 0, an unscheduled pod at once; creating in a missing
 namespace is 404; admission sees a ``generateName`` object before it has a
-name; a stale update is 409; the watch hub answers 410 for compacted versions.
+name; a stale update is 409; the watch hub answers 410 for compacted versions;
+Services get a ClusterIP from the block (kept on update, released on delete,
+422 when a requested one is taken), node ports, and keep them across a
+snapshot and restore.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import pytest
 from sandbox.auth import UserInfo
 from sandbox.cluster import Cluster
 from sandbox.errors import ApiError
+from sandbox.ipam import Ipam
+from sandbox.store import Store
 
 
 @pytest.fixture
@@ -176,3 +181,39 @@ async def test_compaction_is_410(cluster: Cluster) -> None:
     event = await watcher.next(timeout=5)
     assert event is not None and event.obj["metadata"]["name"] == "c"
     watcher.close()
+
+
+def _svc(name: str, **spec: Any) -> dict[str, Any]:
+    ports = [{"name": "http", "port": 80}]
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": "ns"},
+        "spec": {"ports": ports, **spec},
+    }
+
+
+async def test_service_addresses(cluster: Cluster) -> None:
+    first = await cluster.create("services", _svc("a", type="NodePort"))
+    ip = first["spec"]["clusterIP"]
+    assert cluster.ipam.services.contains(ip) and first["spec"]["clusterIPs"] == [ip]
+    assert 30000 <= first["spec"]["ports"][0]["nodePort"] <= 32767
+    with pytest.raises(ApiError) as taken:
+        await cluster.create("services", _svc("b", clusterIP=ip))
+    assert taken.value.code == 422 and "spec.clusterIP" in taken.value.message
+    headless = await cluster.create("services", _svc("h", clusterIP="None"))
+    assert headless["spec"]["clusterIPs"] == ["None"]
+    first["spec"]["clusterIP"] = ""
+    first["spec"]["clusterIPs"] = []
+    kept = await cluster.update("services", first)
+    assert kept["spec"]["clusterIP"] == ip and kept["spec"]["ports"][0]["nodePort"]
+
+    restarted = Cluster(
+        Store.from_snapshot(cluster.store.snapshot()), ipam=Ipam(cluster.ipam.block)
+    )
+    assert restarted.store.get("services", "ns", "a")["spec"]["clusterIP"] == ip
+    assert not restarted.ipam.reserve_service_ip(ip)  # already taken after the restore
+    fresh = await restarted.create("services", _svc("c"))
+    assert fresh["spec"]["clusterIP"] != ip
+    await cluster.delete("services", "ns", "a")
+    assert cluster.ipam.reserve_service_ip(ip)  # released with its Service

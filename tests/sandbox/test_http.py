@@ -4,9 +4,10 @@ Covers: TLS verified against the kubeconfig's CA; 401 without or with a bad
 token; 403 ``Status`` for the read-only developer (and what it may do);
 400 for malformed JSON; 404 for an unknown resource; 400 for a kind that does
 not match the URL; 422 naming the field for an invalid spec; 415 for an
-unknown patch type; ``as=Table`` requests answered with a ``meta.k8s.io/v1 Table``, others with a
-plain list that has ``kind`` and ``apiVersion``; OpenAPI v3 index and per-group documents; DELETE
-with a ``DeleteOptions`` body.
+unknown patch type; 405 for PUT on a collection or POST on an object;
+``as=Table`` requests answered with a ``meta.k8s.io/v1 Table``, others with a
+plain list that has ``kind`` and ``apiVersion``; OpenAPI v3 index and
+per-group documents; DELETE with a ``DeleteOptions`` body.
 """
 
 from __future__ import annotations
@@ -124,6 +125,11 @@ async def test_bad_input(http: Http, namespace: str) -> None:
 
     status, _ = await http.request("POST", f"{base}/configmaps", body=configmap("p"))
     assert status == 201
+    status, body = await http.request("PUT", f"{base}/configmaps", body=configmap("p"))
+    assert status == 405
+    _is_status(body, 405, "MethodNotAllowed")
+    status, _ = await http.request("POST", f"{base}/configmaps/p", body=configmap("p"))
+    assert status == 405
     status, body = await http.request(
         "PATCH", f"{base}/configmaps/p", body={"data": {}}, content_type="text/plain"
     )

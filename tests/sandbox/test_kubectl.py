@@ -7,7 +7,8 @@ strategic, merge and json; ``scale`` (merge patch on ``/scale``);
 ``rollout status`` (list + watch with bookmarks, Deployment controller);
 ``logs`` (kubelet); ``delete`` (DeleteOptions body); ``fieldValidation``
 Strict refuses an unknown field and Warn warns; the developer context is
-refused writes with the real 403 message.
+refused writes with the real 403 message; ``--as``/``--as-group`` impersonation
+(allowed for the admin, refused to the developer).
 """
 
 from __future__ import annotations
@@ -224,3 +225,38 @@ def test_developer_context_is_read_only(sandbox: SandboxHandle, namespace: str) 
     denied = kubectl(sandbox, "delete", "namespace", namespace, context=dev, check=False)
     assert denied.returncode != 0
     assert 'User "developer" cannot delete resource "namespaces"' in denied.stderr
+
+
+def test_impersonation(sandbox: SandboxHandle, namespace: str) -> None:
+    doc = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "as", "namespace": namespace},
+    }
+    as_dev = kubectl(
+        sandbox, "--as=developer", "apply", "-f", "-", stdin=json.dumps(doc), check=False
+    )
+    assert as_dev.returncode != 0
+    assert 'User "developer" cannot create resource "configmaps"' in as_dev.stderr
+    kubectl(sandbox, "--as=developer", "get", "pods", "-n", namespace)
+
+    account = f"system:serviceaccount:{namespace}:default"
+    as_sa = kubectl(sandbox, f"--as={account}", "get", "pods", "-n", namespace, check=False)
+    assert as_sa.returncode != 0 and f'User "{account}" cannot list' in as_sa.stderr
+
+    masters = kubectl(
+        sandbox,
+        "--as=someone",
+        "--as-group=system:masters",
+        "apply",
+        "-f",
+        "-",
+        stdin=json.dumps(doc),
+    )
+    assert "created" in masters.stdout
+
+    escalate = kubectl(
+        sandbox, "--as=admin", "get", "pods", context=sandbox.developer_context, check=False
+    )
+    assert escalate.returncode != 0
+    assert 'cannot impersonate resource "users"' in escalate.stderr

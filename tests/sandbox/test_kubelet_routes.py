@@ -4,7 +4,9 @@ Covers: the real client's WebSocket port-forward (``v4.channel.k8s.io``) to a
 running pod as the read-only developer, reaching the pod's own loopback
 address; ``read_namespaced_pod_log`` as the developer; 404 for the log of a
 pod that does not exist; 400 naming the choices when a two-container pod's
-log is asked for without a container.
+log is asked for without a container; the WebSocket GET of
+``pods/portforward`` is authorized as ``create`` (as kube-apiserver >= 1.30 does):
+a service account allowed only ``get`` is refused with 403.
 """
 
 from __future__ import annotations
@@ -62,6 +64,60 @@ def test_portforward_and_logs_as_developer(
     assert missing.value.status == 404
     dev_api.close()
     admin.api_client.close()
+
+
+def _account_client(sandbox: SandboxHandle, namespace: str) -> client.ApiClient:
+    """A client authenticated as ``system:serviceaccount:NAMESPACE:default``."""
+    assert sandbox.sandbox.authenticator is not None
+    token = sandbox.sandbox.authenticator.issue_service_account_token(namespace, "default")
+    conf = client.Configuration()
+    conf.host = sandbox.url
+    conf.ssl_ca_cert = str(sandbox.kubeconfig.parent / "ca.crt")
+    conf.api_key = {"BearerToken": f"Bearer {token}"}
+    return client.ApiClient(conf)
+
+
+def test_portforward_needs_create(
+    sandbox: SandboxHandle, core: client.CoreV1Api, namespace: str
+) -> None:
+    rbac = client.RbacAuthorizationV1Api(sandbox.api_client())
+    role = {
+        "metadata": {"name": "pf"},
+        "rules": [{"apiGroups": [""], "resources": ["pods/portforward"], "verbs": ["get"]}],
+    }
+    rbac.create_namespaced_role(namespace, role)
+    rbac.create_namespaced_role_binding(
+        namespace,
+        {
+            "metadata": {"name": "pf"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "pf"},
+            "subjects": [{"kind": "ServiceAccount", "name": "default", "namespace": namespace}],
+        },
+    )
+    core.create_namespaced_pod(
+        namespace,
+        {
+            "metadata": {"name": "target"},
+            "spec": {"containers": [{"name": "a", "image": "waylay/demo-http-echo:1.0"}]},
+        },
+    )
+    wait_for(lambda: core.list_namespaced_service_account(namespace).items, what="default account")
+    account = client.CoreV1Api(_account_client(sandbox, namespace))
+    with pytest.raises(client.ApiException) as denied:
+        portforward(account.connect_get_namespaced_pod_portforward, "target", namespace, ports="80")
+    assert "Handshake status 403" in str(denied.value), str(denied.value)
+    role["rules"][0]["verbs"] = ["create"]
+    rbac.replace_namespaced_role("pf", namespace, role)
+    wait_for(
+        lambda: core.read_namespaced_pod("target", namespace).status.phase == "Running",
+        what="target running",
+    )
+    forward = portforward(
+        account.connect_get_namespaced_pod_portforward, "target", namespace, ports="80"
+    )
+    forward.close()
+    account.api_client.close()
+    rbac.api_client.close()
 
 
 def _recv(sock: socket.socket) -> bytes:

@@ -19,10 +19,13 @@ from tests.tui.conftest import SIZE, app_over, until
 from tests.tui.fakes import FakeSource, intercept, traffic
 from tui.app import WaylayApp
 from tui.screens.wizard import WizardScreen
+from tui.widgets.header_bar import HeaderBar
+from tui.widgets.intercepts_pane import InterceptsPane
 from tui.widgets.traffic_log import TrafficLog
 from tui.widgets.workload_table import WorkloadTable
 
 Before = Callable[[Pilot[None]], Awaitable[None]]
+BUSY = 14
 
 
 def busy_app() -> tuple[WaylayApp, FakeSource]:
@@ -39,10 +42,18 @@ def busy_app() -> tuple[WaylayApp, FakeSource]:
 def ready(app: WaylayApp, source: FakeSource, then: Before | None = None) -> Before:
     async def before(pilot: Pilot[None]) -> None:
         table = app.main.query_one(WorkloadTable)
-        await until(pilot, lambda: table.row_count > 0 and source.streaming)
-        source.emit(traffic(40))
+        pane = app.main.query_one(InterceptsPane)
+        await until(
+            pilot,
+            lambda: table.row_count == len(source._workloads)
+            and pane.row_count == len(source._intercepts)
+            and app.main.query_one(HeaderBar).session is not None
+            and source.streaming,
+        )
+        # fewer rows than the pane shows: no scrollbar whose position depends on timing
+        source.emit(traffic(BUSY))
         log = app.main.query_one(TrafficLog)
-        await until(pilot, lambda: log.row_count == 40)
+        await until(pilot, lambda: log.row_count == BUSY and log.cursor_row == BUSY - 1)
         if then is not None:
             await then(pilot)
         for field in app.screen.query(Input):

@@ -194,6 +194,7 @@ class MainScreen(Screen[None]):
     @on(m.ClusterChanged)
     def _changed(self) -> None:
         self.load()
+        self.load_session()  # the manager may have come or gone
 
     @on(m.TrafficSeen)
     def _traffic(self, event: m.TrafficSeen) -> None:
