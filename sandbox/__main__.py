@@ -102,7 +102,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"a sandbox already runs from {directory}; stop it first", file=sys.stderr)
         return 1
     directory.mkdir(parents=True, exist_ok=True)
-    asyncio.run(_serve(directory, args.port, args.demo))
+    try:
+        asyncio.run(_serve(directory, args.port, args.demo))
+    except OSError as exc:
+        print(f"the sandbox cannot serve: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -20,11 +21,18 @@ def tail(data: bytes, lines: int) -> bytes:
     return b"".join(parts[-lines:])
 
 
-def _read_from(path: Path, offset: int) -> bytes:
-    """Local log files are small appends: reading them is a quick, bounded syscall."""
+def _read_from(path: Path, offset: int) -> tuple[bytes, int]:
+    """What was appended after ``offset`` and the new offset; after a rotation
+    (the file is shorter than ``offset``) the new file is read from its start.
+
+    Local log files are small appends: reading them is a quick, bounded syscall.
+    """
     with path.open("rb") as handle:
+        if os.fstat(handle.fileno()).st_size < offset:
+            offset = 0
         handle.seek(offset)
-        return handle.read()
+        data = handle.read()
+    return data, offset + len(data)
 
 
 async def read_log(
@@ -32,10 +40,9 @@ async def read_log(
 ) -> AsyncIterator[bytes]:
     """Yield the log; with ``follow``, keep yielding until the run ends."""
     try:
-        data = _read_from(path, 0)
+        data, offset = _read_from(path, 0)
     except FileNotFoundError:
         return
-    offset = len(data)
     if tail_lines is not None:
         data = tail(data, tail_lines)
     if data:
@@ -44,9 +51,8 @@ async def read_log(
         return
     while True:
         # No await between the size check and wait(): an append cannot slip in.
-        more = _read_from(path, offset)
+        more, offset = _read_from(path, offset)
         if more:
-            offset += len(more)
             yield more
             continue
         if live.closed:

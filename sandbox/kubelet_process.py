@@ -38,16 +38,27 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
 
 
 class LogFile:
-    """A container run's log: an append-only file plus a wake-up for followers."""
+    """A container run's log: an append-only file plus a wake-up for followers.
 
-    def __init__(self, path: Path) -> None:
+    Past ``max_bytes`` the file is rotated (to ``NAME.1``, replacing the older
+    one), as the kubelet's ``containerLogMaxSize`` does: a chatty container
+    cannot fill the disk.
+    """
+
+    def __init__(self, path: Path, *, max_bytes: int = 10 * 1024 * 1024) -> None:
         self.path = path
         self.closed = False
+        self.max_bytes = max_bytes
+        self._size = 0
         self._grew = asyncio.Event()
 
     def append(self, data: bytes) -> None:
+        if self._size and self._size + len(data) > self.max_bytes:
+            self.path.replace(self.path.with_name(self.path.name + ".1"))
+            self._size = 0
         with self.path.open("ab") as handle:
             handle.write(data)
+        self._size += len(data)
         self._notify()
 
     def close(self) -> None:

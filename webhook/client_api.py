@@ -51,6 +51,7 @@ from typing import Any, Protocol
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from core.errors import WaylayError
 from core.protocol import (
     PROTOCOL_VERSION,
     ClientHello,
@@ -271,6 +272,13 @@ class ClientApi:
             code, title, message = bad_frame_problem(e)
             response = Response(
                 id=req.id, ok=False, error=Problem(code=code, title=title, message=message)
+            )
+        except WaylayError as e:  # the manager's own API calls (RBAC, API errors)
+            log.warning("request %s failed: %s", req.op, e)
+            response = Response(
+                id=req.id,
+                ok=False,
+                error=Problem(code=e.code, title=e.title, message=e.detail or e.title, hint=e.hint),
             )
         except Exception as e:
             log.exception("request %s failed", req.op)

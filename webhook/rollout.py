@@ -157,7 +157,18 @@ class Rollout:
     timeout: float = 150.0
     poll: float = 0.5
 
+    def __post_init__(self) -> None:
+        self._locks: dict[tuple[str, str, str], asyncio.Lock] = {}
+
     async def prepare(self, spec: InterceptSpec, progress: Progress) -> dict[str, Any]:
+        """One prepare per workload at a time: each merges its port into the last one's."""
+        lock = self._locks.setdefault(workload_of(spec), asyncio.Lock())
+        if lock.locked():
+            await progress({"step": "queued", "message": "another prepare of this workload runs"})
+        async with lock:
+            return await self._prepare(spec, progress)
+
+    async def _prepare(self, spec: InterceptSpec, progress: Progress) -> dict[str, Any]:
         kind, ns = spec.workload_kind, spec.namespace
         workload = await self.kube.get("apps/v1", kind, spec.workload, ns)
         if workload is None:

@@ -181,7 +181,7 @@ def _get_preview(url: str) -> tuple[int, str]:
     try:
         conn.request("GET", "/", headers={"Host": parsed.netloc})
         reply = conn.getresponse()
-        return reply.status, reply.read(300).decode(errors="replace")
+        return reply.status, reply.read(3000).decode(errors="replace")
     finally:
         conn.close()
 
@@ -205,7 +205,12 @@ def test_preview_url(demo: Demo) -> None:
         ).stdout
         url = json.loads(out)["intercept"]["spec"]["preview_url"]
         assert url and url.startswith("http://")
-        assert _get_preview(url) == (200, "local-p")
+        # the manager tells the agents asynchronously: allow it a moment to reach them
+        deadline = time.monotonic() + 10
+        while _get_preview(url) != (200, "local-p"):
+            assert time.monotonic() < deadline, _get_preview(url)
+            time.sleep(0.1)
+        assert [_get_preview(url) for _ in range(5)] == [(200, "local-p")] * 5
         assert _hit(demo.orders) == "app"
         demo.waylay("leave", "orders-shop", user="p")
         status, body = _get_preview(url)

@@ -22,6 +22,7 @@ from typing import Any
 import anyio
 import pytest
 
+from core.errors import RbacDenied
 from core.protocol import (
     AgentHello,
     AgentWelcome,
@@ -47,6 +48,8 @@ class SteppingPreparer:
         self.registry = registry
 
     async def prepare(self, spec: InterceptSpec, progress: Progress) -> dict[str, Any]:
+        if spec.workload == "forbidden":
+            raise RbacDenied("patch", "deployments.apps", spec.namespace, message="no")
         await progress({"step": "rolling", "message": f"rolling {spec.workload}"})
         await progress({"step": "ready", "message": "1/1 agents"})
         return {"agents": len(self.registry.agents)}
@@ -256,6 +259,9 @@ async def test_prepare_streams_progress(manager: Manager, conns: list[Conn]) -> 
     assert steps == ["rolling", "ready"]
     bad = await c.call("prepare", spec={"name": "Not A Label"})
     assert not bad.ok and bad.error.code == "bad-request"
+    denied = await c.call("prepare", spec=spec("f", workload="forbidden"))
+    assert not denied.ok and denied.error.code == RbacDenied.code
+    assert "deployments.apps" in denied.error.title + denied.error.message
 
 
 async def test_session_resumes_after_manager_restart(conns: list[Conn]) -> None:

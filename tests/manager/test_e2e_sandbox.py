@@ -123,6 +123,10 @@ async def test_install_inject_every_kind_and_uninstall_leaves_nothing(
     ):
         kube.create("apps/v1", kind, workload(kind, name, ns), ns)
         kube.create("v1", "Service", service(name, ns, target), ns)
+    alt = service("web", ns, 8080)  # a second Service on web, numeric targetPort
+    alt["metadata"]["name"] = "web-alt"
+    alt["spec"]["ports"][0].update(name="alt", port=8001)
+    kube.create("v1", "Service", alt, ns)
     for app in ("web", "bare", "db"):
         wait_for(lambda a=app: len(pods_of(kube, ns, a)) == 2, what=f"{app} pods")
     scope = {ns, "waylay", "default", "kube-system"}
@@ -163,6 +167,25 @@ async def test_install_inject_every_kind_and_uninstall_leaves_nothing(
     }
     echoed = await anyio.to_thread.run_sync(http_get, f"http://{svc['spec']['clusterIP']}:8000/x")
     assert echoed["path"] == "/x"  # through the agent, to the app
+    # Two clients prepare two ports of one Deployment at once: both get them.
+    c2 = await Conn.open(manager_url(kube))
+    conns.append(c2)
+    assert isinstance(await c2.hello(client="bob@b"), ClientWelcome)
+    answers: list[Any] = []
+
+    async def prep(conn: Conn, **kw: Any) -> None:
+        with anyio.fail_after(90):
+            answers.append(await conn.call("prepare", spec=spec(ns, "web", **kw)))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(prep, c2, **{"name": "alt", "service": "web-alt", "service_port": 8001})
+        tg.start_soon(prep, c)
+    assert all(a.ok for a in answers), answers
+    template = kube.get("apps/v1", "Deployment", "web", ns)["spec"]["template"]
+    config = json.loads(template["metadata"]["annotations"]["waylay.dev/agent-config"])
+    assert {p["service"] for p in config["ports"]} == {"web", "web-alt"}
+    assert all_have_agents(kube, ns, "web", 2)
+
     created = await c.call("create", spec=spec(ns, "web"))
     assert created.ok and created.result["state"] == "active"
 

@@ -7,7 +7,7 @@ resolution (``$(VAR)`` expansion and ``$$`` escapes, optional refs, service
 links, missing keys); Ingress routing (exact host over wildcard over
 host-less, longest path, Exact before Prefix, whole-element prefixes,
 default backend) and Service port resolution by name and number; log tails;
-Go-style back-off durations.
+Go-style back-off durations; a rotated log keeps a follower reading.
 """
 
 from __future__ import annotations
@@ -181,3 +181,19 @@ def test_tail_and_durations() -> None:
     assert tail(b"a\nb\nc", 1) == b"c"
     assert tail(b"a\n", 0) == b""
     assert [format_duration(s) for s in (10, 0.5, 160, 300)] == ["10s", "0.5s", "2m40s", "5m0s"]
+
+
+async def test_log_rotation_keeps_followers_reading(tmp_path: Path) -> None:
+    from sandbox.kubelet_logs import read_log
+    from sandbox.kubelet_process import LogFile
+
+    log = LogFile(tmp_path / "0.log", max_bytes=8)
+    (tmp_path / "0.log").write_bytes(b"")
+    log.append(b"aaaa\n")
+    reader = read_log(log.path, live=log, follow=True, tail_lines=None)
+    assert await anext(reader) == b"aaaa\n"
+    log.append(b"bbbb\n")  # over the limit: rotated first
+    assert (tmp_path / "0.log.1").read_bytes() == b"aaaa\n"
+    assert await anext(reader) == b"bbbb\n"
+    log.close()
+    assert [chunk async for chunk in reader] == []

@@ -4,7 +4,8 @@ Covers: the first view (header, namespaces with counts and `0` = all,
 workloads with services:ports, agent state and intercept owners, everyone's
 intercepts with ours first); digits and `:ns` pick namespaces; `:rs`/`:sts`/
 `:deploy`/`:all` switch kinds; `/` filters as you type and esc clears; j/k
-move; live reload on a change notice (``ClusterChanged``), never polling;
+move; live reload on a change notice (``ClusterChanged``), never polling, the
+header included (the manager may come or go);
 the footer shows only keys that apply (leave/env only on our intercepts,
 revoke only on others' intercepts (the manager checks admin), login only when
 logged out);
@@ -14,6 +15,8 @@ env file, `c` copies; `?` opens help; `q` asks whether to keep intercepts;
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 from textual.widgets import DataTable
 
@@ -144,9 +147,12 @@ async def test_live_updates_on_change_notice(recorder: Recorder) -> None:
         await until(pilot, lambda: source.streaming)
         pane = app.main.query_one(InterceptsPane)
         source._intercepts.extend(two_users())
+        source.info = replace(source.info, manager_version="0.2.0")  # e.g. the manager came back
         source.changed()
         await until(pilot, lambda: pane.row_count == 2)
         assert recorder.of(m.ClusterChanged)
+        header = app.main.query_one(HeaderBar)
+        await until(pilot, lambda: header.session and header.session.manager_version == "0.2.0")
 
 
 async def test_footer_shows_only_applicable_keys() -> None:
@@ -249,7 +255,7 @@ def _refused() -> ManagerRefused:
 
 async def test_help_login_context_and_quit(recorder: Recorder) -> None:
     source = FakeSource(intercepts=two_users())
-    source.info = source.info.__class__(**{**source.info.__dict__, "logged_in": False})
+    source.info = replace(source.info, logged_in=False)
     app = app_over(source)
     async with app.run_test(size=SIZE, message_hook=recorder) as pilot:
         await started(app, pilot)

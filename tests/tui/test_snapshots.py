@@ -45,10 +45,12 @@ def ready(app: WaylayApp, source: FakeSource, then: Before | None = None) -> Bef
         pane = app.main.query_one(InterceptsPane)
         await until(
             pilot,
-            lambda: table.row_count == len(source._workloads)
-            and pane.row_count == len(source._intercepts)
-            and app.main.query_one(HeaderBar).session is not None
-            and source.streaming,
+            lambda: (
+                table.row_count == len(source._workloads)
+                and pane.row_count == len(source._intercepts)
+                and app.main.query_one(HeaderBar).session is not None
+                and source.streaming
+            ),
         )
         # fewer rows than the pane shows: no scrollbar whose position depends on timing
         source.emit(traffic(BUSY))
