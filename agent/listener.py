@@ -12,10 +12,12 @@ import asyncio
 import contextlib
 import logging
 import re
+import socket
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from agent import splice
 from agent.h2c import H2cSession
 from agent.http1 import CHUNK, Http1Session, PortContext, serve_raw_to_app
 from agent.passthrough import Relay
@@ -39,66 +41,115 @@ def looks_like_http1(first: bytes) -> bool:
 
 
 class PortListener:
-    def __init__(self, ctx: PortContext, *, host: str, port: int) -> None:
+    def __init__(self, ctx: PortContext, *, host: str, port: int, use_splice: bool = True) -> None:
         self.ctx = ctx
         self.host = host
         self.port = port
-        self.server: asyncio.Server | None = None
+        self.use_splice = use_splice and splice.AVAILABLE
+        self.sock: socket.socket | None = None
         self.tasks: set[asyncio.Task[Any]] = set()
         self.relays: set[Relay] = set()
+        self.splices: set[splice.SpliceRelay] = set()
 
     @property
     def address(self) -> tuple[str, int]:
-        assert self.server is not None
-        sockname = self.server.sockets[0].getsockname()
+        assert self.sock is not None
+        sockname = self.sock.getsockname()
         return sockname[0], sockname[1]
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        self.server = await loop.create_server(
-            self._factory, self.host, self.port, reuse_address=True, backlog=4096
-        )
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.host, self.port))
+        sock.listen(4096)
+        sock.setblocking(False)
+        self.sock = sock
+        asyncio.get_running_loop().add_reader(sock.fileno(), self._accept)
 
     async def stop(self) -> None:
-        if self.server is not None:
-            self.server.close()
+        if self.sock is not None:
+            asyncio.get_running_loop().remove_reader(self.sock.fileno())
+            self.sock.close()
+            self.sock = None
         for task in list(self.tasks):
             task.cancel()
         for relay in list(self.relays):
             for side in (relay.down, relay.up):
                 if side.transport is not None:
                     side.transport.abort()
+        for sp in list(self.splices):
+            sp.task.cancel()
+            sp.close()
         if self.tasks:
             await asyncio.wait(list(self.tasks), timeout=2)
 
     @property
     def connections(self) -> int:
-        return len(self.tasks) + len(self.relays)
+        return len(self.tasks) + len(self.relays) + len(self.splices)
 
     # ---------------------------------------------------------- dispatching
 
-    def _factory(self) -> asyncio.Protocol:
+    def _accept(self) -> None:
+        assert self.sock is not None
+        for _ in range(256):
+            try:
+                conn, _addr = self.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # e.g. EMFILE: leave the rest in the backlog for now
+                log.warning("accept failed on port %d: %s", self.port, exc)
+                return
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._dispatch(conn)
+
+    def _dispatch(self, conn: socket.socket) -> None:
         plan: PortPlan = self.ctx.plan()
         sessions = self.ctx.sessions
+        loop = asyncio.get_running_loop()
+        protocol: asyncio.Protocol
         if plan.global_ is not None and sessions.live(plan.global_.session_id):
             info = plan.global_
-            return self._streams(lambda r, w: self._global(r, w, info))
-        if any(sessions.live(rule.session_id) for rule in plan.rules):
-            return self._streams(self._http)
-        relay = Relay(self.ctx.app_host, self.ctx.app_port, on_done=self._relay_done)
-        self.relays.add(relay)
-        return relay.protocol()
+            protocol = self._streams(lambda r, w: self._global(r, w, info))
+        elif any(sessions.live(rule.session_id) for rule in plan.rules):
+            protocol = self._streams(self._http)
+        elif self.use_splice:
+            self.splices.add(
+                splice.SpliceRelay(
+                    conn, self.ctx.app_host, self.ctx.app_port, on_done=self._splice_done
+                )
+            )
+            return
+        else:
+            relay = Relay(self.ctx.app_host, self.ctx.app_port, on_done=self._relay_done)
+            self.relays.add(relay)
+            protocol = relay.protocol()
+        task = loop.create_task(loop.connect_accepted_socket(lambda: protocol, conn))
+        self._track(task)
+
+    def _track(self, task: asyncio.Task[Any]) -> None:
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def _splice_done(self, relay: splice.SpliceRelay) -> None:
+        self.splices.discard(relay)
+        self._passthrough_event(relay.bytes_in, relay.bytes_out, relay.started, relay.failed)
 
     def _relay_done(self, relay: Relay) -> None:
         self.relays.discard(relay)
+        self._passthrough_event(relay.down.bytes, relay.up.bytes, relay.started, relay.failed)
+
+    def _passthrough_event(
+        self, bytes_in: int, bytes_out: int, started: float, failed: str
+    ) -> None:
         if self.ctx.sessions.watched:
             self.ctx.sessions.publish(
                 TrafficEvent(
                     protocol="tcp",
-                    bytes_in=relay.down.bytes,
-                    bytes_out=relay.up.bytes,
-                    duration_ms=(time.monotonic() - relay.started) * 1000,
-                    reason=relay.failed or "no intercept on this port",
+                    bytes_in=bytes_in,
+                    bytes_out=bytes_out,
+                    duration_ms=(time.monotonic() - started) * 1000,
+                    reason=failed or "no intercept on this port",
                 )
             )
 
@@ -109,9 +160,7 @@ class PortListener:
         reader = asyncio.StreamReader(limit=CHUNK)
 
         def connected(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-            task = asyncio.get_running_loop().create_task(self._guard(handler(r, w), w))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
+            self._track(asyncio.get_running_loop().create_task(self._guard(handler(r, w), w)))
 
         return asyncio.StreamReaderProtocol(reader, connected)
 

@@ -47,7 +47,7 @@ from core.intercept import InterceptRequest, build_spec
 from core.kube import Kube
 from core.models import WorkloadInfo
 from core.preview_models import PreviewError
-from core.protocol import PROTOCOL_VERSION, InterceptInfo, major
+from core.protocol import PROTOCOL_VERSION, InterceptInfo, InterceptSpec, major
 from core.session import Session, kube_connector, kube_opener
 
 __all__ = ["ContextHandle", "Daemon", "kube_context", "main"]
@@ -331,6 +331,12 @@ class Daemon:
                 ]
             case "env":
                 return await self._env(str(p["name"]), p.get("context"))
+            case "session":
+                handle = await self._context(p.get("context"), p.get("kubeconfig"))
+                return self._session_status(handle)
+            case "revoke":
+                handle = await self._context(p.get("context"), p.get("kubeconfig"))
+                return await handle.session.request("revoke", {"id": str(p["id"])})
             case "quit":
                 for handle in self.contexts.values():
                     await handle.session.leave_all()
@@ -391,33 +397,44 @@ class Daemon:
     async def _intercept(
         self, p: dict[str, Any], progress: Callable[[str], None], warnings: list[DaemonError]
     ) -> dict[str, Any]:
+        """``request`` (the CLI's flags) or a ready ``spec`` (the TUI's wizard) plus
+        optional ``preview`` answers ({host, port, tls, l5})."""
         handle = await self._context(p.get("context"), p.get("kubeconfig"))
-        req = InterceptRequest.model_validate(p["request"])
         session = handle.session
-        namespace = req.namespace or handle.default_namespace
-        progress(f"looking up workloads in {namespace}")
-        workloads = await handle.workloads(namespace)
         welcome = session.welcome
-        spec = build_spec(
-            req,
-            workloads,
-            default_namespace=handle.default_namespace,
-            session_id=session.session_id or "",
-            mode=welcome.mode if welcome else "single-user",
-        )
+        if "spec" in p:
+            spec = InterceptSpec.model_validate(p["spec"])
+            answers = p.get("preview")
+            wanted: bool | None = answers is not None
+            preview = PreviewAnswers(**answers) if answers else PreviewAnswers()
+        else:
+            req = InterceptRequest.model_validate(p["request"])
+            namespace = req.namespace or handle.default_namespace
+            progress(f"looking up workloads in {namespace}")
+            workloads = await handle.workloads(namespace)
+            spec = build_spec(
+                req,
+                workloads,
+                default_namespace=handle.default_namespace,
+                session_id=session.session_id or "",
+                mode=welcome.mode if welcome else "single-user",
+            )
+            wanted = req.preview_url
+            preview = PreviewAnswers(
+                req.ingress_host, req.ingress_port, req.ingress_tls, req.ingress_l5
+            )
         self._check_port_free(spec.name, spec.local_address, spec.local_port)
         info = await session.intercept(spec, progress)
         self._publish("intercept", {"context": handle.name, **info.model_dump(mode="json")})
         if not await anyio.to_thread.run_sync(_listening, spec.local_address, spec.local_port):
             warnings.append(_error(NothingListening(spec.local_address, spec.local_port)))
-        wanted = req.preview_url
         if wanted is None:
             wanted = welcome is not None and welcome.mode == "team"
         if wanted:
             try:
-                info = await self._preview(handle, info, req, progress)
+                info = await self._preview(handle, info, preview, progress)
             except WaylayError as err:
-                if req.preview_url:
+                if p.get("preview") is not None or p.get("request", {}).get("preview_url"):
                     raise
                 warnings.append(_error(err))  # a mode default, not something asked for
         return {"context": handle.name, "intercept": info.model_dump(mode="json")}
@@ -426,7 +443,7 @@ class Daemon:
         self,
         handle: ContextHandle,
         info: InterceptInfo,
-        req: InterceptRequest,
+        answers: PreviewAnswers,
         progress: Callable[[str], None],
     ) -> InterceptInfo:
         if handle.kube is None:
@@ -436,9 +453,6 @@ class Daemon:
         if handle.previews is None:
             assert self._tg is not None
             handle.previews = Previews(handle.kube, self._tg)
-        answers = PreviewAnswers(
-            req.ingress_host, req.ingress_port, req.ingress_tls, req.ingress_l5
-        )
         url = await handle.previews.create(handle.session, info, answers)
         progress(f"preview URL ready: {url}")
         return _with_url(info, url)

@@ -35,6 +35,8 @@ Op = Literal[
     "leave",
     "intercepts",
     "env",
+    "session",
+    "revoke",
     "subscribe",
     "quit",
 ]

@@ -27,12 +27,12 @@ import h2.events
 import h2.exceptions
 import h2.settings
 
-STREAM_WINDOW = 1 << 20
+STREAM_WINDOW = 1 << 21
 """Per-stream receive window: what one slow consumer may have buffered."""
-CONNECTION_WINDOW = 1 << 28
+CONNECTION_WINDOW = (1 << 31) - 1
 """Connection receive window: large, so that only stream windows ever apply."""
-MAX_FRAME = 1 << 17
-READ_SIZE = 1 << 18
+MAX_FRAME = 1 << 18
+READ_SIZE = 1 << 19
 BACKLOG_LIMIT = 1 << 20
 """Queued outgoing bytes above which senders wait for the transport."""
 

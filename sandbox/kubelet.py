@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import shutil
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator, Coroutine, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,8 +72,9 @@ class LogStream:
         return self._chunks
 
     def __await__(self) -> Generator[Any, None, LogStream]:
-        if False:  # pragma: no cover - makes this a generator
-            yield
+        return self._ready().__await__()
+
+    async def _ready(self) -> LogStream:
         return self
 
 
@@ -136,7 +137,7 @@ class Kubelet:
     async def flush_events(self) -> None:
         await self._events.flush()
 
-    def _spawn(self, coro: Any, name: str) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         task: asyncio.Task[None] = asyncio.create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -21,18 +21,19 @@ def tail(data: bytes, lines: int) -> bytes:
     return b"".join(parts[-lines:])
 
 
-def _read_from(path: Path, offset: int) -> tuple[bytes, int]:
-    """What was appended after ``offset`` and the new offset; after a rotation
-    (the file is shorter than ``offset``) the new file is read from its start.
+def _read_from(path: Path, offset: int, inode: int | None) -> tuple[bytes, int, int]:
+    """What was appended after ``offset``: ``(data, new offset, inode)``. After a
+    rotation (another inode, or a shorter file) the new file is read from its start.
 
     Local log files are small appends: reading them is a quick, bounded syscall.
     """
     with path.open("rb") as handle:
-        if os.fstat(handle.fileno()).st_size < offset:
+        stat = os.fstat(handle.fileno())
+        if stat.st_ino != inode or stat.st_size < offset:
             offset = 0
         handle.seek(offset)
         data = handle.read()
-    return data, offset + len(data)
+    return data, offset + len(data), stat.st_ino
 
 
 async def read_log(
@@ -40,7 +41,7 @@ async def read_log(
 ) -> AsyncIterator[bytes]:
     """Yield the log; with ``follow``, keep yielding until the run ends."""
     try:
-        data, offset = _read_from(path, 0)
+        data, offset, inode = _read_from(path, 0, None)
     except FileNotFoundError:
         return
     if tail_lines is not None:
@@ -51,7 +52,7 @@ async def read_log(
         return
     while True:
         # No await between the size check and wait(): an append cannot slip in.
-        more, offset = _read_from(path, offset)
+        more, offset, inode = _read_from(path, offset, inode)
         if more:
             yield more
             continue

@@ -111,6 +111,8 @@ class ServiceProxy:
         self._round_robin: dict[tuple[Key, str, int], int] = {}
         self._pending: dict[Key, Obj | None] = {}
         self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._task: asyncio.Task[None] | None = None
         self._connections: set[asyncio.StreamWriter] = set()
 
@@ -125,8 +127,7 @@ class ServiceProxy:
 
     async def settle(self) -> None:
         """Wait until every change seen so far is applied (tests, start-up)."""
-        while self._pending:
-            await asyncio.sleep(0.01)
+        await self._idle.wait()
 
     async def stop(self) -> None:
         unsubscribe = getattr(self._cluster, "unsubscribe", None)
@@ -158,6 +159,7 @@ class ServiceProxy:
         meta = obj["metadata"]
         key = (str(meta.get("namespace") or ""), str(meta["name"]))
         self._pending[key] = None if event == "DELETED" else obj
+        self._idle.clear()
         self._wake.set()
 
     async def _reconcile_loop(self) -> None:
@@ -171,6 +173,7 @@ class ServiceProxy:
                     await self._reconcile(key, service)
                 except Exception:  # keep serving the other Services
                     log.exception("service %s/%s not reconciled", *key)
+            self._idle.set()
 
     async def _reconcile(self, key: Key, service: Obj | None) -> None:
         current = self._services.setdefault(key, _ServicePorts())

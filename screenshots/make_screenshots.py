@@ -5,7 +5,8 @@
 What it does, in order, with real core, a real manager, agents and tunnels:
 
 1. starts the demo sandbox (``python -m sandbox start --demo``) in a temporary
-   directory and opens the TUI on its kubeconfig (140x42 cells);
+   directory and opens the TUI on its kubeconfig (140x42 cells), attached to
+   a waylay daemon of its own, as `waylay` does;
 2. ``error.svg``: an intercept before the traffic manager is installed;
 3. installs the manager (``core.install``) and starts a local HTTP server, the
    "developer's process";
@@ -41,12 +42,13 @@ from textual.widgets import Input
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from core.daemon_client import DaemonClient  # noqa: E402
 from core.install import InstallOptions, install  # noqa: E402
 from core.kube import Kube  # noqa: E402
 from core.protocol import InterceptSpec  # noqa: E402
 from core.session import Session, kube_connector, kube_opener  # noqa: E402
 from tui.app import WaylayApp  # noqa: E402
-from tui.core_source import connect_core  # noqa: E402
+from tui.daemon_source import connect_daemon  # noqa: E402
 from tui.screens.wizard import WizardScreen  # noqa: E402
 from tui.source import ClusterSource  # noqa: E402
 from tui.widgets.header_bar import HeaderBar  # noqa: E402
@@ -141,8 +143,12 @@ class Camera:
 
 
 async def drive(kubeconfig: Path) -> None:
+    daemon_socket = kubeconfig.parent / "daemon" / "daemon.sock"
+
     async def connect() -> ClusterSource:
-        return await connect_core(context=None, kubeconfig=str(kubeconfig))
+        return await connect_daemon(
+            context=None, kubeconfig=str(kubeconfig), socket=daemon_socket
+        )
 
     kube = Kube.from_kubeconfig(str(kubeconfig), None)
     app = WaylayApp(connect)
@@ -185,7 +191,7 @@ async def drive(kubeconfig: Path) -> None:
             "scope": ["down"],
             "headers": [],
             "path": [],
-            "preview": [],
+            "preview": ["up"],  # yes: show the four preview prompts
         }
         while wizard.phase == "asking" and wizard.step is not None:
             step = wizard.step
@@ -251,6 +257,8 @@ async def drive(kubeconfig: Path) -> None:
         bob.stop()
         await pilot.press("q")
         await cam.until(lambda: not app.is_running, "exit")
+        async with await DaemonClient.connect(daemon_socket, start=False) as daemon:
+            await daemon.call("quit")
         tg.cancel_scope.cancel()
     print(f"wrote {cam.count} screenshots to {OUT}")
 

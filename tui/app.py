@@ -8,6 +8,7 @@ the wizard's entry point, context switching and quitting.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio
@@ -44,6 +45,8 @@ class WaylayApp(App[None]):
         super().__init__()
         self.connect = connect
         self.source: ClusterSource | None = None
+        self.env_dir = Path.cwd()
+        """Where `e` writes ``<intercept>.env``."""
 
     @property
     def main(self) -> MainScreen:
@@ -154,17 +157,25 @@ def explained(error: BaseException) -> BaseException:
 
 
 def run(argv: list[str] | None = None) -> None:
-    """Entry point: ``python -m tui [--context NAME] [--kubeconfig PATH]``."""
+    """Entry point: ``python -m tui [--context NAME] [--kubeconfig PATH] [--no-daemon]``."""
     import argparse
 
     from tui.core_source import connect_core
+    from tui.daemon_source import connect_daemon
 
     parser = argparse.ArgumentParser(prog="waylay", description="waylay's terminal UI")
     parser.add_argument("--context", help="kubeconfig context (default: the current one)")
     parser.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG)")
+    parser.add_argument(
+        "--no-daemon",
+        action="store_true",
+        help="hold the session in this process (intercepts end when the TUI exits)",
+    )
     args = parser.parse_args(argv)
 
     async def connect() -> ClusterSource:
-        return await connect_core(context=args.context, kubeconfig=args.kubeconfig)
+        if args.no_daemon:
+            return await connect_core(context=args.context, kubeconfig=args.kubeconfig)
+        return await connect_daemon(context=args.context, kubeconfig=args.kubeconfig)
 
     WaylayApp(connect).run()

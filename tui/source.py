@@ -38,6 +38,8 @@ class InterceptOutcome:
 
     intercept: InterceptInfo
     preview_url: str | None = None
+    warnings: tuple[str, ...] = ()
+    """Things to read that did not stop it (e.g. nothing listens on the local port yet)."""
 
 
 ProgressFn = Callable[[str], None]

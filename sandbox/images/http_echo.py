@@ -61,13 +61,13 @@ async def _stream(request: web.Request) -> web.StreamResponse:
     return response
 
 
-async def _echo(request: web.Request) -> web.Response:
+async def _echo(request: web.Request) -> web.StreamResponse:
     global _requests
     last = request.path.rstrip("/").rsplit("/", 1)[-1]
     if last == "ws" and request.headers.get("Upgrade", "").lower() == "websocket":
-        return await _websocket(request)  # type: ignore[return-value]
+        return await _websocket(request)
     if last == "stream" and request.method == "GET":
-        return await _stream(request)  # type: ignore[return-value]
+        return await _stream(request)
     _requests += 1
     body = await request.read()
     reply = {

@@ -1,6 +1,7 @@
 """Pass-through and global intercepts on TCP (and UDP) through a real agent.
 
-Covers: pass-through relays bytes both ways, keeps a half-close (the app still
+Covers: pass-through (both the splice(2) relay and the asyncio-protocol
+fallback) relays bytes both ways, keeps a half-close (the app still
 answers after the client's EOF), passes a reset on (app reset -> client sees
 ECONNRESET), keeps an idle connection open, and resets the client when the app
 is unreachable; a global intercept sends each new connection down a tunnel
@@ -34,8 +35,15 @@ async def _read_exactly(reader: asyncio.StreamReader, n: int) -> bytes:
     return await asyncio.wait_for(reader.readexactly(n), 5)
 
 
+@pytest.fixture(params=["splice", "protocol"])
+def relay_kind(request: pytest.FixtureRequest, agent_env: AgentEnv) -> str:
+    """Both pass-through implementations: zero-copy splice and the asyncio-protocol fallback."""
+    agent_env.agent.listeners[1].use_splice = request.param == "splice"
+    return str(request.param)
+
+
 async def test_pass_through_half_close_reset_idle(
-    agent_env: AgentEnv, echo_server: EchoServer
+    agent_env: AgentEnv, echo_server: EchoServer, relay_kind: str
 ) -> None:
     reader, writer = await _open(agent_env.tcp_port)
     payload = bytes(range(256)) * 4096
@@ -63,7 +71,9 @@ async def test_pass_through_half_close_reset_idle(
     writer.close()
 
 
-async def test_pass_through_app_down_resets(agent_env: AgentEnv, echo_server: EchoServer) -> None:
+async def test_pass_through_app_down_resets(
+    agent_env: AgentEnv, echo_server: EchoServer, relay_kind: str
+) -> None:
     assert echo_server.server is not None
     echo_server.server.close()
     await echo_server.server.wait_closed()

@@ -31,7 +31,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,6 +61,18 @@ def wait_port(port: int, timeout: float = 15.0) -> None:
             return
         time.sleep(0.05)
     raise TimeoutError(f"nothing listens on port {port} after {timeout}s")
+
+
+def poll(cond: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"gave up waiting for {what} after {timeout}s")
+        time.sleep(0.05)
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 def rss_kib(pid: int) -> int:
@@ -405,9 +417,14 @@ def test_agent_benchmark() -> None:
         )
         procs.append(rig)
         assert rig.stdout is not None and b"rig ready" in rig.stdout.readline()
-        time.sleep(
-            1.0
-        )  # the snapshot and the tunnel registration land (no signal to poll from outside)
+        # the agent logs both the snapshot and the tunnel registration: wait for them
+        poll(
+            lambda: (
+                "applying 3 intercept" in (tmp / "agent.log").read_text()
+                and "client session bench connected" in (tmp / "agent.log").read_text()
+            ),
+            "the agent to receive the intercepts and the rig's tunnel",
+        )
 
         # 1. pass-through bulk
         bulk(ports["sink"], 64 << 20)  # warm-up
@@ -426,10 +443,16 @@ def test_agent_benchmark() -> None:
         # 4. memory with 1,000 open connections
         held = []
         for port, key in ((ports["a_tcp"], "agent"), (ports["hp_tcp"], "haproxy")):
+            pid = agent.pid if key == "agent" else hap.pid
+            base = open_fds(pid)
             for _ in range(1000):
                 held.append(socket.create_connection(("127.0.0.1", port)))
-            time.sleep(1.0)  # let the proxies accept and dial every one
-            results[f"rss_{key}_1000_kib"] = rss_kib(agent.pid if key == "agent" else hap.pid)
+            # each held connection becomes two descriptors in the proxy (client side, app side)
+            poll(
+                lambda pid=pid, base=base: open_fds(pid) >= base + 2000,
+                f"{key} to hold 1,000 connections",
+            )
+            results[f"rss_{key}_1000_kib"] = rss_kib(pid)
         for s in held:
             s.close()
 

@@ -81,7 +81,7 @@ async def measure(workloads: list[WorkloadInfo], keys: str) -> Figures:
             expected = sum(1 for w in workloads if typed in " ".join((w.namespace, w.name)))
             before = time.perf_counter()
             await pilot.press(key)
-            await until(pilot, lambda: table.filter_text == typed, timeout=600)
+            await until(pilot, lambda t=typed: table.filter_text == t, timeout=600)
             latencies.append(time.perf_counter() - before)
             assert table.row_count >= expected
         await pilot.press("escape")

@@ -6,7 +6,9 @@ when unreachable) and the daemon; errors print title and hint with exit 1
 and no traceback (no kubeconfig, RBAC denial, unknown workload via the
 daemon); `spec schema` and `spec check`; `intercept` through a running
 daemon prints the intercept, writes --env-file in the chosen syntax, runs
-`-- CMD` with the workload's env and leaves when it exits; `leave`; `quit`.
+`-- CMD` with the workload's env and leaves when it exits; `leave`; `quit`;
+`run FILE` makes the spec's intercepts, writes the handler's env file, runs
+the handler with the env and leaves when it exits.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from core.daemon import ContextHandle, Daemon
 from core.models import WorkloadInfo
 from core.session import Session
 from tests.core import objects as o
-from tests.core.apiserver import SandboxApi
+from tests.core.apiserver import SandboxApi, write_kubeconfig
 from tests.core.managerkit import Agents, Manager, serve_manager
 from tests.core.test_daemon import ORDERS
 from tests.core.test_session import UrlBox
@@ -95,6 +97,9 @@ async def test_status_and_spec(
     monkeypatch.setenv("WAYLAY_DAEMON_SOCKET", str(tmp_path / "nodaemon" / "d.sock"))
     code, out, _ = await _cli(capsys, "status", "--kubeconfig", str(api.kubeconfig))
     assert code == 0 and "reachable" in out and "Daemon:    not running" in out
+    dead = write_kubeconfig(tmp_path / "dead", "http://127.0.0.1:9", {"admin": "t"})
+    code, out, _ = await _cli(capsys, "status", "--kubeconfig", str(dead))
+    assert code == 1 and "UNREACHABLE" in out
     code, out, _ = await _cli(capsys, "spec", "schema")
     assert json.loads(out)["title"] == "Spec"
     spec = tmp_path / "s.yaml"
@@ -215,3 +220,35 @@ def test_no_traceback_on_unexpected_input(tmp_path: Path) -> None:
         timeout=60,
     )
     assert proc.returncode == 1 and "Traceback" not in proc.stderr and "Error:" in proc.stderr
+
+
+async def test_run_spec_file(
+    api: SandboxApi,
+    daemon: tuple[Daemon, Manager],
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    _, manager = daemon
+    seen = tmp_path / "seen"
+    env_file = tmp_path / "h.env"
+    handler = f"import os, pathlib; pathlib.Path({str(seen)!r}).write_text(os.environ['GREETING'])"
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "namespace: demo\n"
+        "workloads:\n"
+        "  - name: orders\n"
+        "    intercepts:\n"
+        "      - port: http\n"
+        "        local_port: 3\n"
+        "        headers: {x-user: alice}\n"
+        "handler:\n"
+        f"  command: [{json.dumps(sys.executable)}, -c, {json.dumps(handler)}]\n"
+        f"  env_file: {json.dumps(str(env_file))}\n"
+        "  env_syntax: docker\n"
+    )
+    code, out, err = await _cli(capsys, "run", str(spec), "--kubeconfig", str(api.kubeconfig))
+    assert code == 0, err
+    assert "Intercept 'orders-demo'" in out and "x-user: alice" in out
+    assert seen.read_text() == "it's here"
+    assert env_file.read_text() == "GREETING=it's here\n"
+    assert manager.registry.intercepts() == []  # left when the handler exited

@@ -8,7 +8,9 @@ status and intercepts list what the CLI made; env returns the agent's copy
 of the app environment; subscribers get intercept and traffic pushes;
 leave removes it, an unknown name is a lookup error; errors keep code,
 title and hint across the socket; quit leaves everything and stops the
-daemon; a real `python -m core.daemon` is started on demand and quits.
+daemon; a ready InterceptSpec (as the TUI's wizard makes) is accepted, the
+`session` op reports the context's session and `revoke` ends someone's
+intercept; a real `python -m core.daemon` is started on demand and quits.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from core.daemon import ContextHandle, Daemon
 from core.daemon_client import DaemonClient
 from core.errors import RemoteError
 from core.models import ServicePortInfo, ServiceRef, WorkloadInfo
-from core.protocol import AgentHello, TrafficEvent
+from core.protocol import AgentHello, InterceptSpec, TrafficEvent
 from core.session import Session
 from tests.core.managerkit import Agents, Manager, serve_manager
 from tests.core.test_session import UrlBox
@@ -153,3 +155,29 @@ async def test_daemon_started_on_demand(tmp_path: Path) -> None:
         while path.exists():
             await anyio.sleep(0.05)
     assert sys.executable  # the daemon ran under this interpreter
+
+
+async def test_ready_spec_session_and_revoke(
+    rig: tuple[Daemon, DaemonClient, Manager, Agents],
+) -> None:
+    _, client, manager, _ = rig
+    spec = InterceptSpec(
+        name="wizard",
+        namespace="demo",
+        workload="orders",
+        service="orders",
+        service_port=80,
+        service_port_name="http",
+        mechanism="http",
+        headers={"x-user": "bob"},
+        local_port=5,
+    )
+    result = await client.call("intercept", {"spec": spec.model_dump(mode="json")})
+    assert result["intercept"]["spec"]["headers"] == {"x-user": "bob"}
+    session = await client.call("session", {})
+    assert session["connected"] and [i["spec"]["name"] for i in session["intercepts"]] == ["wizard"]
+    everyone = await client.call("intercepts", {"all": True})
+    [theirs] = everyone
+    revoked = await client.call("revoke", {"id": theirs["id"]})
+    assert revoked["state"] == "removed"
+    assert manager.registry.intercepts() == []

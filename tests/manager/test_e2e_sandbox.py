@@ -173,13 +173,14 @@ async def test_install_inject_every_kind_and_uninstall_leaves_nothing(
     assert isinstance(await c2.hello(client="bob@b"), ClientWelcome)
     answers: list[Any] = []
 
-    async def prep(conn: Conn, **kw: Any) -> None:
+    async def prep(conn: Conn, wanted: dict[str, Any]) -> None:
         with anyio.fail_after(90):
-            answers.append(await conn.call("prepare", spec=spec(ns, "web", **kw)))
+            answers.append(await conn.call("prepare", spec=wanted))
 
+    alt_spec = {**spec(ns, "web"), "name": "alt", "service": "web-alt", "service_port": 8001}
     async with anyio.create_task_group() as tg:
-        tg.start_soon(prep, c2, **{"name": "alt", "service": "web-alt", "service_port": 8001})
-        tg.start_soon(prep, c)
+        tg.start_soon(prep, c2, alt_spec)
+        tg.start_soon(prep, c, spec(ns, "web"))
     assert all(a.ok for a in answers), answers
     template = kube.get("apps/v1", "Deployment", "web", ns)["spec"]["template"]
     config = json.loads(template["metadata"]["annotations"]["waylay.dev/agent-config"])

@@ -3,8 +3,10 @@
 Covers: pods of a Deployment, a StatefulSet and a bare ReplicaSet run and
 become Ready (the kubernetes client's models accept their status); a Service's
 ClusterIP reaches every replica of a Deployment through the endpoints
-controller; readiness gates the Endpoints (notReadyAddresses until the probe
-passes); ``read_namespaced_pod_log`` with tailLines and ``kubectl logs``;
+controller; a named ``targetPort`` follows the name to another container's
+port after a rollout (the agent's port takeover); readiness gates the
+Endpoints (notReadyAddresses until the probe passes);
+``read_namespaced_pod_log`` with tailLines and ``kubectl logs``;
 ``kubernetes.stream.portforward`` through the HTTPS API server; in-pod code
 reaches the API through ``$KUBECONFIG`` as the pod's service account (RBAC
 applies); ``kubectl delete pod`` stops its processes.
@@ -291,3 +293,46 @@ def test_deleting_a_pod_stops_its_process(
         return False
 
     wait_for(gone, timeout=30, what="pod object removed")
+
+
+def test_named_target_port_follows_a_renamed_port(
+    sandbox: SandboxHandle, namespace: str, core: client.CoreV1Api, apps: client.AppsV1Api
+) -> None:
+    # What the agent's port takeover does: the app's port is renamed and a sidecar
+    # declares the Service's targetPort name on its own port; after the rollout the
+    # Service reaches the sidecar, with no change to the Service.
+    apps.create_namespaced_deployment(namespace, _workload("Deployment", "shop", 1))
+    core.create_namespaced_service(
+        namespace,
+        {
+            "metadata": {"name": "shop"},
+            "spec": {
+                "selector": {"app": "shop"},
+                "ports": [{"name": "web", "port": 80, "targetPort": "http"}],
+            },
+        },
+    )
+    wait_for(lambda: _ready_pods(core, namespace, "shop", 1), timeout=60, what="shop Ready")
+    ip = core.read_namespaced_service("shop", namespace).spec.cluster_ip
+
+    def answered_by() -> str | None:
+        try:
+            return str(_get(f"http://{ip}:80/")["app"])
+        except OSError:
+            return None
+
+    assert wait_for(answered_by, timeout=30, what="a reply") == "shop"
+    app = {**_template("shop")["spec"]["containers"][0]}
+    app["ports"] = [{"name": "wl-http", "containerPort": 8080}]
+    app["readinessProbe"] = {**PROBE, "httpGet": {"path": "/healthz", "port": "wl-http"}}
+    sidecar = {
+        "name": "sidecar",
+        "image": "waylay/demo-http-echo:1.0",
+        "ports": [{"name": "http", "containerPort": 9090}],
+        "env": [{"name": "APP", "value": "sidecar"}, {"name": "PORT", "value": "9090"}],
+        "readinessProbe": PROBE,
+    }
+    apps.patch_namespaced_deployment(
+        "shop", namespace, {"spec": {"template": {"spec": {"containers": [app, sidecar]}}}}
+    )
+    wait_for(lambda: answered_by() == "sidecar", timeout=60, what="the sidecar answering")

@@ -138,7 +138,8 @@ async def test_env_from_every_source(runtime: Runtime) -> None:
         lambda: (p := _get(runtime, "envy")) and p["status"].get("phase") == "Succeeded" and p,
         what="pod Succeeded",
     )
-    text = b"".join([chunk async for chunk in runtime.kubelet.logs("default", "envy", None)])
+    stream = await runtime.kubelet.logs("default", "envy", None)  # awaitable, or iterate at once
+    text = b"".join([chunk async for chunk in stream])
     ip = done["status"]["podIP"]
     for line in (
         "NAME=envy",
@@ -370,7 +371,11 @@ async def test_logs_follow_until_the_run_ends(runtime: Runtime) -> None:
         first += await asyncio.wait_for(anext(chunks), 10)
     workdir = runtime.kubelet.workers[_get(runtime, "chatty")["metadata"]["uid"]].workdir
     await asyncio.to_thread((workdir / "go").write_text, "go\n")
-    rest = b"".join([chunk async for chunk in chunks])  # ends when the container exits
+
+    async def rest_of_log() -> bytes:
+        return b"".join([chunk async for chunk in chunks])  # ends when the container exits
+
+    rest = await asyncio.wait_for(rest_of_log(), 10)
     assert rest == b"two\n"
 
 

@@ -12,6 +12,7 @@ Go-style back-off durations; a rotated log keeps a follower reading.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -191,9 +192,9 @@ async def test_log_rotation_keeps_followers_reading(tmp_path: Path) -> None:
     (tmp_path / "0.log").write_bytes(b"")
     log.append(b"aaaa\n")
     reader = read_log(log.path, live=log, follow=True, tail_lines=None)
-    assert await anext(reader) == b"aaaa\n"
+    assert await asyncio.wait_for(anext(reader), 5) == b"aaaa\n"
     log.append(b"bbbb\n")  # over the limit: rotated first
     assert (tmp_path / "0.log.1").read_bytes() == b"aaaa\n"
-    assert await anext(reader) == b"bbbb\n"
+    assert await asyncio.wait_for(anext(reader), 5) == b"bbbb\n"
     log.close()
     assert [chunk async for chunk in reader] == []

@@ -145,10 +145,8 @@ class MainScreen(Screen[None]):
 
     @work(exclusive=True, group="env", exit_on_error=False)
     async def write_env(self, name: str) -> None:
-        from pathlib import Path
-
         assert self.source is not None
-        path = await self.source.write_env_file(name, Path.cwd() / f"{name}.env")
+        path = await self.source.write_env_file(name, self.waylay.env_dir / f"{name}.env")
         self.notify(f"wrote {path}", title="env file")
 
     @work(exclusive=True, group="login", exit_on_error=False)

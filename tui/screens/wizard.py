@@ -226,6 +226,8 @@ class WizardScreen(Screen["InterceptOutcome | None"]):
         result.add_row("header", header_line(info.spec))
         result.add_row("preview URL", event.outcome.preview_url or "-")
         result.add_row("try it", curl_line(info.spec, event.outcome.preview_url))
+        for warning in event.outcome.warnings:
+            result.add_row("warning", warning)
         result.display = True
         hint = self.query_one("#hint", Static)
         hint.update("enter: back to the main view · c: copy the curl line · u: copy the URL")
