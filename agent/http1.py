@@ -262,6 +262,7 @@ class Http1Session:
                 body_task = asyncio.get_running_loop().create_task(
                     self.client.body(request.body, up.write)
                 )
+                body_task.add_done_callback(_retrieve)
             else:
                 stats.bytes_in = await self.client.body(request.body, up.write)
         try:
@@ -333,6 +334,12 @@ class Http1Session:
             )
         stats.bytes_in += counts.bytes_in
         stats.bytes_out += counts.bytes_out + len(back)
+
+
+def _retrieve(task: asyncio.Task[int]) -> None:
+    """Mark a body task's outcome as seen (it is read, or moot, by its owner)."""
+    if not task.cancelled():
+        task.exception()
 
 
 async def serve_raw_to_app(

@@ -1,6 +1,7 @@
 """Pass-through: relay a TCP connection to the app without looking at it.
 
-Built on asyncio protocols (no per-chunk task switches, no parsing): bytes
+The fallback where ``splice(2)`` is missing (see ``agent.splice``), and home
+of :func:`reset`. Built on asyncio protocols (no per-chunk task switches, no parsing): bytes
 read from one side are written to the other in the same callback, and a full
 write buffer on one side pauses reading on the other. Half-closes are passed
 on (``write_eof``), a reset on one side resets the other (``SO_LINGER`` 0), and

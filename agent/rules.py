@@ -7,7 +7,7 @@ A personal intercept's rule set is a set of conditions, all of which must hold:
   header name ``auto`` (or the value ``auto`` for ``x-waylay-intercept-id``)
   stands for ``x-waylay-intercept-id: <session>:<intercept name>``.
 - path: equal / prefix / regex (``re.fullmatch``), on the path without its
-  query string.
+  query string (prefix ``/`` is no condition at all, as in the manager).
 
 Ordering: header-filtered rules are tried before path-only ones (more header
 conditions first, then oldest first). Two intercepts on one port conflict when
@@ -43,8 +43,9 @@ def conditions(info: InterceptInfo) -> frozenset[Condition]:
             conds.add(("header", AUTO_HEADER, f"{info.session_id}:{spec.name}"))
         else:
             conds.add(("header", lname, value))
-    if spec.path is not None:
-        conds.add(("path", spec.path.kind, spec.path.value))
+    path = spec.path
+    if path is not None and not (path.kind == "prefix" and path.value in ("", "/")):
+        conds.add(("path", path.kind, path.value))  # prefix "/" matches everything: no condition
     return frozenset(conds)
 
 

@@ -68,6 +68,12 @@ class TunnelServer:
                     self.on_session(tunnel)
         except TunnelError as exc:
             log.warning("tunnel refused: %s", exc)
+        except ExceptionGroup as group:
+            refused = group.subgroup(TunnelError)
+            if refused is not None and refused.exceptions:
+                log.warning("tunnel refused: %s", refused.exceptions[0])
+            else:
+                log.exception("tunnel failed")
         except Exception:
             log.exception("tunnel failed")
         finally:

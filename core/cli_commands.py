@@ -25,6 +25,7 @@ from core.errors import ContextUnreachable, InvalidSpec, WaylayError
 from core.models import NamespaceInfo, WorkloadInfo
 
 __all__ = [
+    "cluster_status",
     "contexts",
     "demo",
     "install",
@@ -122,7 +123,8 @@ def contexts(args: argparse.Namespace) -> int:
     return 0
 
 
-def status(args: argparse.Namespace) -> int:
+def cluster_status(args: argparse.Namespace) -> tuple[dict[str, object], str]:
+    """(data, human text) about the context and whether its cluster answers."""
     from core.kube import Kube
 
     info = config.get_context(args.context, args.kubeconfig)
@@ -144,6 +146,11 @@ def status(args: argparse.Namespace) -> int:
         f"Context:   {info.name} (user {info.user}, namespace {info.namespace})\n"
         f"Cluster:   {info.server} — {cluster}\n"
     )
+    return data, human
+
+
+def status(args: argparse.Namespace) -> int:
+    data, human = cluster_status(args)
     emit(data, args.output, human)
     return 0 if data["reachable"] else 1
 

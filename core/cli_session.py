@@ -182,16 +182,24 @@ def quit_(args: argparse.Namespace) -> int:
 
 
 def status(args: argparse.Namespace) -> int:
-    from core.cli_commands import status as cluster_status
+    """The context and its cluster, then the daemon's sessions and intercepts."""
+    from core.cli_commands import cluster_status
 
-    code = cluster_status(args) if args.output == "human" else 0
+    cluster, human = cluster_status(args)
+    code = 0 if cluster["reachable"] else 1
     try:
-        data = _with_daemon(lambda c: c.call("status"), start=False)
+        data: dict[str, Any] | None = _with_daemon(lambda c: c.call("status"), start=False)
     except DaemonUnavailable:
-        emit(
-            {"daemon": None}, args.output, "Daemon:    not running (started by `waylay intercept`)"
-        )
-        return code
+        data = None
+    if data is None:
+        human += "Daemon:    not running (started by `waylay intercept`)\n"
+    else:
+        human += _daemon_text(data)
+    emit({**cluster, "daemon": data}, args.output, human)
+    return code
+
+
+def _daemon_text(data: dict[str, Any]) -> str:
     rows = []
     for s in data["sessions"]:
         for i in s["intercepts"]:
@@ -211,11 +219,10 @@ def status(args: argparse.Namespace) -> int:
         f"{s['context']} ({s['mode'] or '?'}, {'connected' if s['connected'] else 'reconnecting'})"
         for s in data["sessions"]
     )
-    human = f"Daemon:    pid {data['pid']}, sessions: {sessions or 'none'}\n"
+    text = f"Daemon:    pid {data['pid']}, sessions: {sessions or 'none'}\n"
     if rows:
-        human += table(["CONTEXT", "INTERCEPT", "WORKLOAD", "SERVICE:PORT", "LOCAL", "STATE"], rows)
-    emit({"daemon": data}, args.output, human)
-    return code
+        text += table(["CONTEXT", "INTERCEPT", "WORKLOAD", "SERVICE:PORT", "LOCAL", "STATE"], rows)
+    return text
 
 
 def run_spec(args: argparse.Namespace) -> int:

@@ -10,10 +10,16 @@ MutatingWebhookConfiguration (failurePolicy Ignore, short timeout, skipping
 works with a ``dryRun=All`` pod that must come back with the agent injected.
 Re-running it upgrades in place (the certificate, mode and keys are kept).
 
+With ``preview_domain`` D (``--preview-domain``) the manager also serves the
+preview router (``webhook.preview``) on its ``preview`` port, and install
+routes ``*.D`` to it with the Ingress ``waylay-preview`` (TLS from
+``preview_tls_secret`` when given); an upgrade without a domain removes both.
+
 Uninstall first stops injection, then removes the agents from every workload
 (annotation off, bare ReplicaSets' pods replaced, Services' target ports
 restored, the ReplicaSets the intercepts left behind deleted), then every
-object install made. Nothing remains.
+object install made (the preview Ingress whether or not it is told the
+domain). Nothing remains.
 """
 
 from __future__ import annotations
@@ -32,6 +38,12 @@ from core.apikeys import APIKEYS_SECRET, SETTINGS_CONFIGMAP, issue_key, settings
 from core.certs import make_ca
 from core.errors import ManagerError
 from core.kube import Kube
+from core.preview import (
+    PREVIEW_INGRESS,
+    PREVIEW_PORT,
+    preview_ingress_manifest,
+    preview_service_port,
+)
 from core.protocol import (
     AGENT_CONFIG_ANNOTATION,
     AGENT_CONTAINER,
@@ -65,6 +77,7 @@ AGENT_API_PORT = 8081
 CLIENT_API_PORT = 8082
 MANAGED = {"app.kubernetes.io/managed-by": "waylay", "app.kubernetes.io/part-of": "waylay"}
 PROOF_PREFIX = "waylay-webhook-proof-"
+INGRESS_API = "networking.k8s.io/v1"
 
 Progress = Callable[[str], None]
 
@@ -82,6 +95,13 @@ class InstallOptions:
     policy: str = "OnDemand"
     timeout: float = 120.0
     """Seconds to wait for the manager, and for agents to leave at uninstall."""
+    preview_domain: str = ""
+    """``--preview-domain D``: the manager serves preview URLs ``<token>.D``, and
+    install routes ``*.D`` to it with the Ingress ``waylay-preview``."""
+    preview_tls_secret: str = ""
+    """A ``kubernetes.io/tls`` Secret in the install namespace with a certificate
+    for ``*.D`` (then preview URLs are ``https://``)."""
+    preview_ingress_class: str = ""
 
 
 @dataclass(frozen=True)
@@ -160,6 +180,8 @@ def manifests(opts: InstallOptions, tls: Tls) -> list[dict[str, Any]]:
         _rule(["apps"], workloads, ["get", "list", "watch"]),
         _rule([""], ["pods/portforward"], ["get", "create"]),
         _rule([""], ["pods/log"], ["get"]),
+        # preview defaults: the L5 hostname from the Ingresses routing to a Service
+        _rule(["networking.k8s.io"], ["ingresses"], ["get", "list", "watch"]),
     ]
     subject = [{"kind": "ServiceAccount", "name": MANAGER, "namespace": ns}]
     selector = {"app.kubernetes.io/name": MANAGER}
@@ -183,6 +205,29 @@ def manifests(opts: InstallOptions, tls: Tls) -> list[dict[str, Any]]:
             "valueFrom": {"secretKeyRef": {"name": TLS_SECRET, "key": "tls.key"}},
         },
     ]
+    service_ports: list[dict[str, Any]] = [
+        {
+            "name": "https-webhook",
+            "port": WEBHOOK_PORT,
+            "targetPort": WEBHOOK_PORT,
+            "protocol": "TCP",
+        },
+        {
+            "name": "agent-api",
+            "port": AGENT_API_PORT,
+            "targetPort": AGENT_API_PORT,
+            "protocol": "TCP",
+        },
+    ]
+    container_ports: list[dict[str, Any]] = [
+        {"name": "https-webhook", "containerPort": WEBHOOK_PORT},
+        {"name": "agent-api", "containerPort": AGENT_API_PORT},
+    ]
+    preview = _preview_ingress(opts)
+    if preview:
+        env += _preview_env(opts, preview[0])
+        service_ports.append(preview_service_port(PREVIEW_PORT))
+        container_ports.append({"name": "preview", "containerPort": PREVIEW_PORT})
     cert_hash = hashlib.sha256(tls.cert_pem.encode()).hexdigest()[:16]
     return [
         {
@@ -260,20 +305,7 @@ def manifests(opts: InstallOptions, tls: Tls) -> list[dict[str, Any]]:
             "metadata": _meta(MANAGER, ns),
             "spec": {
                 "selector": selector,
-                "ports": [
-                    {
-                        "name": "https-webhook",
-                        "port": WEBHOOK_PORT,
-                        "targetPort": WEBHOOK_PORT,
-                        "protocol": "TCP",
-                    },
-                    {
-                        "name": "agent-api",
-                        "port": AGENT_API_PORT,
-                        "targetPort": AGENT_API_PORT,
-                        "protocol": "TCP",
-                    },
-                ],
+                "ports": service_ports,
             },
         },
         {
@@ -296,10 +328,7 @@ def manifests(opts: InstallOptions, tls: Tls) -> list[dict[str, Any]]:
                                 "image": opts.manager_image,
                                 "command": ["python", "-m", "webhook"],
                                 "env": env,
-                                "ports": [
-                                    {"name": "https-webhook", "containerPort": WEBHOOK_PORT},
-                                    {"name": "agent-api", "containerPort": AGENT_API_PORT},
-                                ],
+                                "ports": container_ports,
                                 "readinessProbe": {
                                     "httpGet": {
                                         "path": "/healthz",
@@ -319,7 +348,35 @@ def manifests(opts: InstallOptions, tls: Tls) -> list[dict[str, Any]]:
                 },
             },
         },
+        *preview,
         webhook_configuration(opts, tls),
+    ]
+
+
+def _preview_ingress(opts: InstallOptions) -> list[dict[str, Any]]:
+    """The Ingress for ``*.D`` when there is a preview domain (raises on a bad one)."""
+    if not opts.preview_domain:
+        return []
+    ingress = preview_ingress_manifest(
+        opts.preview_domain,
+        namespace=opts.namespace,
+        service=MANAGER,
+        port=PREVIEW_PORT,
+        tls_secret=opts.preview_tls_secret or None,
+        ingress_class=opts.preview_ingress_class or None,
+        labels=MANAGED,
+    )
+    return [ingress]
+
+
+def _preview_env(opts: InstallOptions, ingress: dict[str, Any]) -> list[dict[str, Any]]:
+    """The manager's preview router settings (``webhook.config``)."""
+    domain = ingress["metadata"]["annotations"]["waylay.dev/preview-domain"]
+    scheme = "https" if opts.preview_tls_secret else "http"
+    return [
+        {"name": "WAYLAY_PREVIEW_DOMAIN", "value": domain},
+        {"name": "WAYLAY_PREVIEW_PORT", "value": str(PREVIEW_PORT)},
+        {"name": "WAYLAY_PREVIEW_SCHEME", "value": scheme},
     ]
 
 
@@ -427,6 +484,8 @@ def install(kube: Kube, opts: InstallOptions, progress: Progress = lambda _: Non
         if settings and kube.get("v1", kind, name, ns) is not None:
             continue  # mode and keys survive upgrades
         step(f"{kind} {name}: {_upsert(kube, obj)}")
+    if not opts.preview_domain and kube.delete(INGRESS_API, "Ingress", PREVIEW_INGRESS, ns):
+        step(f"Ingress {PREVIEW_INGRESS}: deleted (no preview domain any more)")
     if opts.team:
         result.admin_key = _enable_team(kube, ns)
         step("team mode on" + (", admin key issued" if result.admin_key else ""))
@@ -738,9 +797,11 @@ def uninstall(kube: Kube, opts: InstallOptions, progress: Progress = lambda _: N
     ):
         progress(f"MutatingWebhookConfiguration {WEBHOOK_CONFIG}: deleted")
     remove_agents(kube, progress, opts.timeout)
+    if kube.delete(INGRESS_API, "Ingress", PREVIEW_INGRESS, ns):
+        progress(f"Ingress {PREVIEW_INGRESS}: deleted")
     for obj in reversed(manifests(opts, Tls("", "", ""))[:-1]):
         kind, name = obj["kind"], obj["metadata"]["name"]
-        if kind == "Namespace":
+        if kind in ("Namespace", "Ingress"):
             continue
         if kube.delete(obj["apiVersion"], kind, name, _ns(obj)):
             progress(f"{kind} {name}: deleted")

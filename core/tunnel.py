@@ -18,7 +18,9 @@ Errors::
 from __future__ import annotations
 
 import contextlib
-import json
+import errno
+import ipaddress
+import os
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -143,7 +145,9 @@ class AgentTunnel:
                 failure = (
                     exc
                     if isinstance(exc, TunnelError)
-                    else TunnelHandshakeError(f"tunnel handshake failed: {exc!r}")
+                    else TunnelHandshakeError(
+                        f"tunnel handshake failed: {self.mux.close_reason or repr(exc)}"
+                    )
                 )
                 await self.mux.aclose()
                 tg.cancel_scope.cancel()
@@ -360,7 +364,7 @@ class ClientTunnel:
             return
         try:
             with anyio.fail_after(self.dial_timeout):
-                local = await anyio.connect_tcp(target.host, target.port)
+                local = await dial(target.host, target.port)
         except (OSError, TimeoutError):
             stream.reset(h2.errors.ErrorCodes.CONNECT_ERROR)
             return
@@ -437,6 +441,28 @@ async def splice(local: anyio.abc.SocketStream, stream: TunnelStream) -> None:
         tg.start_soon(down)
 
 
+async def dial(host: str, port: int) -> anyio.abc.SocketStream:
+    """TCP connect; an IP literal skips anyio's resolver and happy-eyeballs machinery."""
+    try:
+        family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
+    except ValueError:
+        return await anyio.connect_tcp(host, port)
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        err = sock.connect_ex((host, port))
+        if err == errno.EINPROGRESS:
+            await anyio.wait_writable(sock)
+            err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            raise OSError(err, f"connect to {host}:{port}: {os.strerror(err)}")
+        return await anyio.abc.SocketStream.from_socket(sock)
+    except BaseException:
+        sock.close()
+        raise
+
+
 def _abort(local: anyio.abc.SocketStream) -> None:
     """Make the next close send a TCP RST, like the remote end did."""
     with contextlib.suppress(OSError):
@@ -464,10 +490,3 @@ async def read_datagrams(stream: TunnelStream) -> AsyncIterator[bytes]:
         if not chunk:
             return
         buf += chunk
-
-
-def parse_control_line(line: bytes) -> Message | None:
-    try:
-        return parse_message(line)
-    except (ValidationError, json.JSONDecodeError):
-        return None

@@ -172,10 +172,15 @@ class H2Mux:
         self._on_stream = on_stream
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
+        # Both ends are ours and send a handful of fixed headers: h2's per-header
+        # validation and normalisation (a large share of its per-stream cost) is skipped.
         config = h2.config.H2Configuration(
             client_side=client_side,
             header_encoding="utf-8",
-            validate_inbound_headers=True,
+            validate_outbound_headers=False,
+            normalize_outbound_headers=False,
+            validate_inbound_headers=False,
+            normalize_inbound_headers=False,
         )
         self._conn = h2.connection.H2Connection(config=config)
         self._streams: dict[int, TunnelStream] = {}
@@ -187,6 +192,8 @@ class H2Mux:
         self.close_reason = ""
         self.last_received = time.monotonic()
         self._tg: anyio.abc.TaskGroup | None = None
+        self._head: bytes | None = b"" if client_side else None
+        """The first bytes from an HTTP/2 server, until its first frame is checked."""
 
     # ---------------------------------------------------------------- running
 
@@ -272,6 +279,23 @@ class H2Mux:
                 self._shutdown("peer closed the tunnel")
                 return
             self.last_received = time.monotonic()
+            if self._head is not None:
+                # h2 would wait for a whole (maybe huge) first frame: check the first one
+                # is the server's SETTINGS so that a peer speaking something else is
+                # refused at once.
+                self._head += data
+                if len(self._head) >= 9:
+                    kind, length, stream = (
+                        self._head[3],
+                        int.from_bytes(self._head[:3]),
+                        self._head[5:9],
+                    )
+                    if kind != 0x4 or length % 6 or length > 1024 or any(stream):
+                        self._shutdown(
+                            "the peer does not speak the waylay tunnel protocol (HTTP/2)"
+                        )
+                        return
+                    self._head = None
             try:
                 events = self._conn.receive_data(data)
             except h2.exceptions.ProtocolError as exc:

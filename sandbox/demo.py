@@ -12,19 +12,22 @@
   80, HTTPS 443 with a certificate from the sandbox's CA), and a traffic
   generator sending a few requests a second through it.
 
-``install(cluster, ca=...)`` creates them all (existing objects are left alone).
+``install(cluster, ca=...)`` creates them all (existing objects are left alone);
+``next_steps(...)`` is the text telling a newcomer what to try.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 from typing import Any
 
 from core.certs import CA, make_ca
 from sandbox.errors import ApiError
 from sandbox.kubelet_api import ClusterAPI
 
-__all__ = ["HOSTS", "demo_objects", "install"]
+__all__ = ["HOSTS", "demo_objects", "install", "next_steps"]
 
 Obj = dict[str, Any]
 
@@ -377,3 +380,65 @@ async def install(cluster: ClusterAPI, *, ca: CA | None = None) -> list[Obj]:
             if exc.code != 409:
                 raise
     return created
+
+
+def _ingress_address(cluster: ClusterAPI) -> str | None:
+    service = cluster.store.get("services", "ingress", "ingress") or {}
+    ingress = ((service.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+    return str(ingress[0]["ip"]) if ingress and ingress[0].get("ip") else None
+
+
+def _node_ports(cluster: ClusterAPI) -> list[int]:
+    service = cluster.store.get("services", "ingress", "ingress") or {}
+    ports = (service.get("spec") or {}).get("ports") or []
+    found = [int(p["nodePort"]) for p in ports if p.get("nodePort")]
+    return found if len(found) == 2 else []
+
+
+def _unbound(cluster: ClusterAPI) -> bool:
+    """Did the Service proxy fail to bind the ingress's ports (no privileges)?"""
+    return any(
+        event.get("reason") == "FailedToBind"
+        and (event.get("involvedObject") or {}).get("name") == "ingress"
+        for event in cluster.store.list("events", "ingress")
+    )
+
+
+async def next_steps(
+    cluster: ClusterAPI, *, kubeconfig: str, ca_file: str, timeout: float = 10
+) -> str:
+    """What to try once the demo is installed (waits for the ingress's address)."""
+    address = _ingress_address(cluster)
+    if address is None:
+        assigned = asyncio.Event()
+
+        def watch(event: str, resource: str, obj: Obj) -> None:
+            if resource == "services" and _ingress_address(cluster):
+                assigned.set()
+
+        cluster.subscribe(watch)
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(assigned.wait(), timeout)
+        finally:
+            unsubscribe = getattr(cluster, "unsubscribe", None)
+            if unsubscribe is not None:
+                unsubscribe(watch)
+        address = _ingress_address(cluster) or "<pending: kubectl get svc -n ingress ingress>"
+    shop = HOSTS[0]
+    http, https = address, f"{shop}:443:{address}"
+    ports = _node_ports(cluster)
+    if _unbound(cluster) and ports:  # ports 80/443 need privileges: use the node ports
+        http, https = f"{address}:{ports[0]}", f"{shop}:{ports[1]}:{address}"
+        shop = f"{shop}:{ports[1]}"
+    return "\n".join(
+        [
+            "The demo cluster is up: namespaces shop, default and ingress.",
+            f"  export KUBECONFIG={kubeconfig}",
+            "  kubectl get pods -A",
+            f"  curl http://{http}/                          # an orders reply",
+            f"  curl -H 'Host: {HOSTS[0]}' http://{http}/catalog",
+            f"  curl --cacert {ca_file} --resolve {https} https://{shop}/ledger",
+            "  kubectl logs -n ingress deploy/traffic -f        # the traffic generator",
+        ]
+    )

@@ -74,6 +74,9 @@ class PodWorker:
             for spec in pod["spec"].get("initContainers") or []
         ]
         self.containers = [ContainerRuntime(spec, self) for spec in pod["spec"]["containers"]]
+        if self.init_containers:
+            for runtime in self.containers:
+                runtime.status.state = {"waiting": {"reason": "PodInitializing"}}
         self._tasks: list[asyncio.Task[None]] = []
         self._kubeconfig: Path | None = None
         self.terminating = False

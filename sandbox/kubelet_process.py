@@ -21,6 +21,7 @@ import signal
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 __all__ = ["ContainerProcess", "LogFile", "StartError"]
 
@@ -31,10 +32,22 @@ class StartError(RuntimeError):
     """The program could not be started (not found, not executable, bad cwd)."""
 
 
+def _load_prctl() -> Any:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+# Resolved once here: between fork and exec the child must not load libraries.
+_PRCTL = _load_prctl()
+
+
 def _die_with_parent() -> None:  # runs in the child between fork and exec
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(Exception):
-            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class LogFile:
@@ -119,7 +132,7 @@ class ContainerProcess:
                 env=self.env,
                 cwd=self.cwd,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=_die_with_parent if _PRCTL is not None else None,
             )
         except OSError as exc:
             os.close(read_fd)

@@ -56,8 +56,17 @@ class ContainerStatus:
         return int(terminated["exitCode"]) if terminated else None
 
 
-def pod_phase(containers: list[ContainerStatus], init_done: bool) -> str:
-    """Pending until every container has run; then Running, Succeeded or Failed."""
+def pod_phase(
+    containers: list[ContainerStatus],
+    init_done: bool,
+    init_containers: list[ContainerStatus] | None = None,
+) -> str:
+    """Pending until every container has run; then Running, Succeeded or Failed.
+
+    An init container that failed for good (``restartPolicy: Never``) fails the pod.
+    """
+    if any(c.done and c.exit_code != 0 for c in init_containers or []):
+        return "Failed"
     if not init_done or not containers:
         return "Pending"
     if all(c.done for c in containers):
@@ -100,7 +109,7 @@ def pod_status(
     qos_class: str = "BestEffort",
 ) -> dict[str, Any]:
     """The whole ``status`` of a pod; ``transitions`` remembers condition transition times."""
-    phase = pod_phase(containers, init_done)
+    phase = pod_phase(containers, init_done, init_containers)
     ready = init_done and bool(containers) and all(c.ready for c in containers)
     not_ready = [c.name for c in containers if not c.ready]
     ready_reason = "PodCompleted" if phase in ("Succeeded", "Failed") else "ContainersNotReady"

@@ -78,9 +78,22 @@ def demo_sandbox(keep: bool) -> Iterator[Path]:
     try:
         yield kubeconfig
     finally:
+        with contextlib.suppress(Exception):
+            anyio.run(quit_daemon, daemon_socket(kubeconfig))
         if not keep:
             subprocess.run([*sandbox, "stop", "--dir", str(state)], check=False, timeout=120)
             shutil.rmtree(state, ignore_errors=True)
+
+
+def daemon_socket(kubeconfig: Path) -> Path:
+    """The TUI's daemon lives next to the sandbox's state, not the user's own."""
+    return kubeconfig.parent / "daemon" / "daemon.sock"
+
+
+async def quit_daemon(path: Path) -> None:
+    """Leave what is left and stop the daemon (a failed run leaves nothing behind)."""
+    async with await DaemonClient.connect(path, start=False) as daemon:
+        await daemon.call("quit")
 
 
 async def developer_process(tg: anyio.abc.TaskGroup) -> int:
@@ -131,7 +144,11 @@ class Camera:
         deadline = anyio.current_time() + WAIT
         while not condition():
             if anyio.current_time() > deadline:
-                raise SystemExit(f"gave up waiting for {what}")
+                self.app.save_screenshot("gave-up.svg", tempfile.gettempdir())
+                raise SystemExit(
+                    f"gave up waiting for {what}; the screen is in "
+                    f"{Path(tempfile.gettempdir()) / 'gave-up.svg'}"
+                )
             await self.pilot.pause(0.05)  # type: ignore[attr-defined]
 
     async def shot(self, name: str) -> None:
@@ -143,11 +160,9 @@ class Camera:
 
 
 async def drive(kubeconfig: Path) -> None:
-    daemon_socket = kubeconfig.parent / "daemon" / "daemon.sock"
-
     async def connect() -> ClusterSource:
         return await connect_daemon(
-            context=None, kubeconfig=str(kubeconfig), socket=daemon_socket
+            context=None, kubeconfig=str(kubeconfig), socket=daemon_socket(kubeconfig)
         )
 
     kube = Kube.from_kubeconfig(str(kubeconfig), None)
@@ -257,8 +272,6 @@ async def drive(kubeconfig: Path) -> None:
         bob.stop()
         await pilot.press("q")
         await cam.until(lambda: not app.is_running, "exit")
-        async with await DaemonClient.connect(daemon_socket, start=False) as daemon:
-            await daemon.call("quit")
         tg.cancel_scope.cancel()
     print(f"wrote {cam.count} screenshots to {OUT}")
 

@@ -27,7 +27,7 @@ from core.errors import DaemonUnavailable, NotLoggedIn, WaylayError
 from core.manager_client import ManagerClient
 from core.preview import PreviewTarget
 from core.protocol import AUTO_HEADER, ClientHello, InterceptInfo, InterceptSpec, TrafficEvent
-from core.session import client_name, kube_connector
+from core.session import Connector, client_name
 from tui.core_source import CoreSource
 from tui.source import InterceptOutcome, ProgressFn, SessionInfo
 
@@ -35,11 +35,16 @@ RETRY_MAX = 15.0
 
 
 async def connect_daemon(
-    *, context: str | None, kubeconfig: str | None, socket: Path | None = None
+    *,
+    context: str | None,
+    kubeconfig: str | None,
+    socket: Path | None = None,
+    connector: Connector | None = None,
 ) -> DaemonSource:
+    """``connector`` reaches the manager for revoking (default: a port-forward)."""
     name, joined = await anyio.to_thread.run_sync(config.resolve, context, kubeconfig)
     discovery = await Discovery.connect(context=name, kubeconfig=joined)
-    return DaemonSource(discovery, joined, socket=socket)
+    return DaemonSource(discovery, joined, socket=socket, connector=connector)
 
 
 def intercept_request(spec: InterceptSpec, preview: PreviewTarget | None) -> dict[str, Any]:
@@ -73,8 +78,15 @@ class DaemonSource(CoreSource):
     keeps_intercepts = True
     """The daemon holds them after the TUI exits."""
 
-    def __init__(self, discovery: Discovery, kubeconfig: str, *, socket: Path | None) -> None:
-        super().__init__(discovery, kubeconfig)
+    def __init__(
+        self,
+        discovery: Discovery,
+        kubeconfig: str,
+        *,
+        socket: Path | None,
+        connector: Connector | None = None,
+    ) -> None:
+        super().__init__(discovery, kubeconfig, connector=connector)
         self.socket = socket
         self.client: DaemonClient | None = None
         self._feeds: list[MemoryObjectSendStream[TrafficEvent]] = []
@@ -226,11 +238,10 @@ class DaemonSource(CoreSource):
         await self._refresh()
 
     async def revoke(self, intercept_id: str) -> None:
-        kube = self.discovery.kube
         key = credentials.get_api_key(self.context.name)
         hello = ClientHello(client=client_name(), api_key=key.get_secret_value() if key else None)
         async with (
-            kube_connector(kube)() as url,
+            self.connector() as url,
             ManagerClient.open(url, hello, context=self.context.name) as manager,
         ):
             await manager.request("revoke", {"id": intercept_id})

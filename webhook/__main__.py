@@ -14,6 +14,7 @@ from webhook.apikeys import KubeSettingsStore, MemorySettingsStore, SettingsStor
 from webhook.client_api import Preparer
 from webhook.config import ManagerConfig
 from webhook.kube import AsyncKube, connect
+from webhook.preview import PreviewRouter, make_router
 from webhook.registry import Registry
 from webhook.rollout import Rollout
 from webhook.server import run_manager
@@ -40,6 +41,8 @@ def config_from_env() -> ManagerConfig:
             config.webhook_host = pod_ip
         if "agent_host" not in explicit:
             config.agent_host = pod_ip
+        if "preview_host" not in explicit:
+            config.preview_host = pod_ip
         if "client_host" not in explicit and _is_loopback(pod_ip):
             config.client_host = pod_ip  # the sandbox: the pod's own loopback address
     return config
@@ -50,6 +53,7 @@ async def main() -> None:
     registry = Registry(session_ttl=config.session_ttl, agent_ttl=config.agent_ttl)
     store: SettingsStore = MemorySettingsStore()
     preparer: Preparer | None = None
+    kube: AsyncKube | None = None
     if config.use_cluster:
         kube = AsyncKube(await anyio.to_thread.run_sync(connect))
         if "WAYLAY_MANAGER_ADDRESS" not in os.environ:
@@ -60,7 +64,17 @@ async def main() -> None:
         store = KubeSettingsStore(kube, config.namespace)
         preparer = Rollout(kube, registry, config.manager_address, config.prepare_timeout)
     log.info("agents will dial %s", config.manager_address)
-    await run_manager(config, store, registry, preparer)
+    router: PreviewRouter | None = None
+    if config.preview_domain:
+        router = make_router(
+            registry,
+            config.preview_domain,
+            kube,
+            ca_file=config.preview_ca_file or None,
+            scheme=config.preview_scheme,
+        )
+        log.info("preview URLs: %s://<token>.%s/", config.preview_scheme, router.domain)
+    await run_manager(config, store, registry, preparer, router=router)
 
 
 def run() -> None:

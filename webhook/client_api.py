@@ -33,6 +33,10 @@ Ops (``Request.op``: params -> result; errors are ``Problem`` codes):
   ``apikey-revoke``: ``{id}`` -> ``{id, sessions_ended}``; admin only.
 - ``set-mode``: ``{mode}`` -> ``{mode}``; admin only; ``precondition`` when team
   mode would have no admin key.
+- ``preview-create`` / ``preview-revoke`` / ``preview-list``: preview URLs
+  ``<token>.D`` served by the manager's router (``webhook.preview``, see
+  :meth:`PreviewRouter.handle_op`); ``unavailable`` when the manager has no
+  preview domain (the client then serves previews from the workstation).
 
 In single-user mode every session is an admin (RBAC on ``pods/portforward``
 already decided who may talk to the manager); in team mode the key says.
@@ -65,6 +69,7 @@ from core.protocol import (
     major,
 )
 from webhook.apikeys import ApiKeyRecord, Mode, SettingsStore, issue_key, verify_key
+from webhook.preview import PREVIEW_OPS, PreviewRouter
 from webhook.registry import Change, Registry, RegistryError, Session, WorkloadKey, workload_of
 from webhook.wsconn import Peer, PeerGone, bad_frame_problem
 
@@ -117,6 +122,8 @@ class ClientApi:
     store: SettingsStore
     preparer: Preparer | None = None
     manager_version: str = PROTOCOL_VERSION
+    router: PreviewRouter | None = None
+    """The preview router, when the manager has a preview domain."""
     _key_of_session: dict[str, str] = field(default_factory=dict)
     _peers: dict[str, Peer] = field(default_factory=dict)
 
@@ -299,6 +306,17 @@ class ClientApi:
     async def _dispatch(self, session: Session, req: Request, watched: set[WorkloadKey]) -> Any:
         p = req.params
         reg = self.registry
+        if req.op in PREVIEW_OPS:
+            if self.router is None:
+                raise problem(
+                    "unavailable",
+                    "Preview URLs are not served by this manager",
+                    "the traffic manager was installed without a preview domain",
+                    "serve the preview URL from your machine, or reinstall with "
+                    "`waylay install --preview-domain D` (a DNS wildcard *.D pointing at "
+                    "the cluster's ingress)",
+                )
+            return await self.router.handle_op(session, req.op, p)
         match req.op:
             case "prepare":
                 spec = _SpecParams.model_validate(p).spec

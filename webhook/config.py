@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel
 
@@ -25,6 +26,14 @@ class ManagerConfig(BaseModel):
     client_host: str = "127.0.0.1"
     """Loopback only: clients come through a port-forward."""
     client_port: int = 8082
+    preview_domain: str = ""
+    """``D`` of ``waylay install --preview-domain D``: serve ``<token>.D`` (empty: no router)."""
+    preview_host: str = "0.0.0.0"
+    preview_port: int = 8083
+    preview_scheme: Literal["http", "https"] = "http"
+    """How preview URLs are shown: ``https`` when the Ingress for ``*.D`` has a TLS secret."""
+    preview_ca_file: str = ""
+    """More CAs to trust for TLS to the ingress (besides the system's and the cluster's)."""
     manager_address: str = ""
     """What agents dial; defaults to ``waylay-manager.<namespace>:<agent_port>``."""
     agent_image: str = "waylay/agent:0.1.0"

@@ -6,11 +6,14 @@ then routes ``*.D`` to the manager's preview port with an Ingress, see
 ``<token>.D`` is forwarded by ``core.preview_proxy`` to the preview's ingress
 target (the ingress Service's ClusterIP, TLS with SNI and Host set to the L5
 hostname), with the intercept's header(s) and the user's extra headers.
+``webhook.server.run_manager`` serves it (``WAYLAY_PREVIEW_DOMAIN``, port
+``WAYLAY_PREVIEW_PORT``) and ``webhook.client_api.ClientApi`` dispatches the
+client operations below to it.
 
 The token table lives here, keyed by intercept id: the router subscribes to
 the registry, so a token is dead (404) the moment its intercept is removed,
-revoked or its session expires. Client operations (wire them into the client
-API's ``Request.op``): ``preview-create`` ``{name, target, headers}``,
+revoked or its session expires. Client operations (``Request.op`` of the
+client API): ``preview-create`` ``{name, target, headers}``,
 ``preview-revoke`` ``{token}`` (the owner's session or an admin),
 ``preview-list`` ``{}`` (tokens shown to their owner and admins only); see
 :meth:`PreviewRouter.handle_op`.
@@ -35,7 +38,14 @@ from webhook.http import serve
 from webhook.kube import AsyncKube
 from webhook.registry import Change, Registry, RegistryError, Session
 
-__all__ = ["PREVIEW_OPS", "PreviewRouter", "ServiceDial", "make_router", "serve_router"]
+__all__ = [
+    "PREVIEW_OPS",
+    "PreviewRouter",
+    "ServiceDial",
+    "direct_dial",
+    "make_router",
+    "serve_router",
+]
 
 PREVIEW_OPS = ("preview-create", "preview-revoke", "preview-list")
 
@@ -189,13 +199,25 @@ class PreviewRouter:
         await self.forwarder.close()
 
 
+async def direct_dial(target: PreviewTarget) -> tuple[str, int]:
+    """``dial`` without cluster access: the target's host and port as given."""
+    return target.host, target.port
+
+
 def make_router(
-    registry: Registry, domain: str, kube: AsyncKube, *, ca_file: str | None = None
+    registry: Registry,
+    domain: str,
+    kube: AsyncKube | None,
+    *,
+    ca_file: str | None = None,
+    scheme: str = "https",
 ) -> PreviewRouter:
     """The router as the manager runs it: ingress Services dialed at their ClusterIP,
-    TLS trusting the system CAs, the cluster's CA and ``ca_file``."""
-    trust = ingress_trust(kube.kube, ca_file)
-    return PreviewRouter(registry, domain, ServiceDial(kube), ssl_context=trust)
+    TLS trusting the system CAs, the cluster's CA and ``ca_file``; URLs shown as
+    ``<scheme>://<token>.<domain>/``. Without ``kube`` hosts are dialed as given."""
+    trust = ingress_trust(kube.kube if kube else None, ca_file)
+    dial: Dial = ServiceDial(kube) if kube is not None else direct_dial
+    return PreviewRouter(registry, domain, dial, ssl_context=trust, scheme=scheme)
 
 
 async def serve_router(

@@ -1,4 +1,5 @@
-"""The manager process: admission webhook, agent API, client API and the reaper.
+"""The manager process: admission webhook, agent API, client API, the reaper and,
+with a preview domain, the preview router.
 
 ``await tg.start(run_manager, config, store, preparer)`` returns the bound
 addresses once every listener is up.
@@ -21,6 +22,7 @@ from webhook.apikeys import SettingsStore
 from webhook.client_api import ClientApi, Preparer
 from webhook.config import ManagerConfig
 from webhook.http import serve
+from webhook.preview import PreviewRouter, serve_router
 from webhook.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -33,6 +35,7 @@ class Bound:
     webhook: tuple[str, int] | None
     agent: tuple[str, int]
     client: tuple[str, int]
+    preview: tuple[str, int] | None = None
 
 
 def server_ssl_context(config: ManagerConfig) -> ssl.SSLContext | None:
@@ -65,6 +68,7 @@ async def run_manager(
     registry: Registry,
     preparer: Preparer | None = None,
     *,
+    router: PreviewRouter | None = None,
     task_status: TaskStatus[Bound] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     injector = InjectorSettings(
@@ -72,7 +76,7 @@ async def run_manager(
         agent_image=config.agent_image,
         policy=config.policy,
     )
-    api = ClientApi(registry, store, preparer)
+    api = ClientApi(registry, store, preparer, router=router)
     async with anyio.create_task_group() as tg:
         tls = server_ssl_context(config)
         webhook = None
@@ -82,6 +86,15 @@ async def run_manager(
             )
         agent = await tg.start(serve, agent_app(registry), config.agent_host, config.agent_port)
         client = await tg.start(serve, api.app(), config.client_host, config.client_port)
+        preview = None
+        if router is not None:
+            preview = await tg.start(serve_router, router, config.preview_host, config.preview_port)
         tg.start_soon(reap, registry)
-        log.info("manager up: webhook %s, agents %s, clients %s", webhook, agent, client)
-        task_status.started(Bound(webhook, agent, client))
+        log.info(
+            "manager up: webhook %s, agents %s, clients %s, preview router %s",
+            webhook,
+            agent,
+            client,
+            preview,
+        )
+        task_status.started(Bound(webhook, agent, client, preview))

@@ -6,7 +6,9 @@ applies InterceptsSnapshot messages (a personal intercept starts routing, an
 empty snapshot stops it); when the manager goes away the agent keeps serving
 pass-through and reconnects with back-off once it is back; the environment is
 parsed into settings with clear errors; `python -m agent` without config exits
-with a message saying what is missing.
+with a message saying what is missing; and the same session works against the
+manager's real agent API (webhook.agent_api with its Registry): an intercept
+created there routes traffic, removing it stops that.
 """
 
 from __future__ import annotations
@@ -177,3 +179,36 @@ def test_module_entry_point_explains_missing_config() -> None:
         timeout=30,
     )
     assert proc.returncode == 2 and "WAYLAY_AGENT_CONFIG is not set" in proc.stderr
+
+
+async def test_with_the_real_manager_agent_api(
+    agent_env: AgentEnv, workstation: tuple[str, int]
+) -> None:
+    """The agent against webhook.agent_api (the manager's real agent endpoint)."""
+    from webhook.agent_api import agent_app
+    from webhook.registry import Registry
+
+    registry = Registry()
+    runner = web.AppRunner(agent_app(registry), shutdown_timeout=0.5)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    agent = agent_env.agent
+    agent.manager.url = f"http://127.0.0.1:{port}/v1/agent"
+    agent_env.tg.start_soon(agent.manager.run)
+    try:
+        await wait_for(lambda: bool(registry.agents))
+        registry.open_session("tester", "alice", session_id=SESSION)
+        info = intercept("mine", headers={"x-dev": "alice"})
+        registry.create(SESSION, info.spec)
+        await wait_for(lambda: bool(agent.table.plan(0).rules))
+        await agent_env.connect(targets={info.id: LocalTarget(*workstation)})
+        conn = await HttpConn.open(agent_env.http_port)
+        assert (await conn.request("/x", headers={"x-dev": "alice"})).text == "workstation:/x"
+        registry.remove(SESSION, "mine")
+        await wait_for(lambda: not agent.table.plan(0).rules)
+        assert (await conn.request("/y", headers={"x-dev": "alice"})).text == "app:/y"
+        conn.close()
+    finally:
+        await runner.cleanup()

@@ -70,6 +70,11 @@ def test_conflicts() -> None:
     assert conflict(holder, intercept("s", session=OTHER, headers={"x-dev": "a"})) is not None
     assert conflict(holder, intercept("b", session=OTHER, headers={"x-dev": "b"})) is None
     assert conflict(holder, intercept("o", port=81, mechanism="tcp")) is None  # other port
+    # prefix "/" is no condition: such a path-only intercept overlaps every personal one
+    everything = intercept("all", session=OTHER, path=PathRule(kind="prefix", value="/"))
+    assert conflict(holder, everything) is not None
+    api = intercept("api", session=OTHER, path=PathRule(kind="prefix", value="/api"))
+    assert conflict(holder, api) is None
     accepted, refused = resolve(
         [narrower, holder, intercept("b", session=OTHER, headers={"x-dev": "b"})]
     )

@@ -13,6 +13,7 @@ the handler with the env and leaves when it exits.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -24,6 +25,7 @@ import pytest
 
 from core.cli import main
 from core.daemon import ContextHandle, Daemon
+from core.daemon_client import DaemonClient
 from core.models import WorkloadInfo
 from core.session import Session
 from tests.core import objects as o
@@ -149,6 +151,10 @@ async def daemon(
         d = Daemon(path=path, factory=factory)
         await tg.start(d.serve)
         yield d, manager
+        if path.exists():  # stop it the way users do: sessions end cleanly
+            with contextlib.suppress(Exception):
+                async with await DaemonClient.connect(path, start=False) as client:
+                    await client.call("quit")
         tg.cancel_scope.cancel()
 
 

@@ -15,6 +15,7 @@ intercept; a real `python -m core.daemon` is started on demand and quits.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import sys
@@ -74,6 +75,9 @@ async def rig(tmp_path: Path) -> AsyncIterator[tuple[Daemon, DaemonClient, Manag
         await tg.start(daemon.serve)
         client = await DaemonClient.connect(daemon.path, start=False)
         yield daemon, client, manager, agents
+        if daemon.path.exists():  # stop it the way users do: sessions end cleanly
+            with contextlib.suppress(Exception):
+                await client.call("quit")
         await client.aclose()
         tg.cancel_scope.cancel()
 

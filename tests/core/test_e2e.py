@@ -8,8 +8,12 @@ the read-only `developer` context, each with their own daemon) hold personal
 requests while untagged ones reach the app; a preview URL (served from the
 workstation through the sandbox's TLS ingress) reaches the local server and
 dies with its intercept; a daemon killed with SIGKILL
-puts traffic back on the app within 10 s; `waylay uninstall` removes the
-agents.
+puts traffic back on the app within 10 s and the manager drops its
+intercept soon after (nothing orphaned); team mode (`install --team`)
+refuses sessions without a key, defaults to personal `auto` intercepts with
+WAYLAY_API_KEY, lets the admin key create keys, and `login` without a usable
+keyring names the fix and never echoes the key; `waylay uninstall` removes
+the agents.
 """
 
 from __future__ import annotations
@@ -101,7 +105,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
         box.waylay("install")
         yield box
     finally:
-        for user in ("a", "b", "k", "p"):
+        for user in ("a", "b", "k", "k2", "p", "t", "u"):
             subprocess.run(
                 [*WAYLAY, "quit"],
                 env=dict(env, WAYLAY_DAEMON_SOCKET=str(root / f"daemon-{user}" / "d.sock")),
@@ -269,8 +273,64 @@ def test_sigkill_fails_open(demo: Demo) -> None:
             time.sleep(0.1)
         else:
             pytest.fail("traffic did not return to the app within 10 s")
+        # and the manager drops the dead client's intercept: nothing stays orphaned
+        deadline = time.monotonic() + 30
+        while True:
+            again = demo.waylay(
+                "intercept", "orders", "-n", "shop", "--port", str(port), user="k2", check=False
+            )
+            if again.returncode == 0:
+                break
+            assert "Port already intercepted" in again.stderr, again.stderr
+            assert time.monotonic() < deadline, "the dead client's intercept was never dropped"
+            time.sleep(0.5)
+        demo.waylay("quit", user="k2")
     finally:
         server.shutdown()
+
+
+def test_team_mode_keys_and_defaults(demo: Demo) -> None:
+    installed = json.loads(demo.waylay("install", "--team", "-o", "json").stdout)
+    admin_key = installed["admin_key"]
+    assert admin_key
+    # without a key the manager refuses, and the hint says how to log in
+    refused = demo.waylay("intercept", "orders", "-n", "shop", "--port", "1", user="u", check=False)
+    assert refused.returncode == 1 and "API key required" in refused.stderr
+    assert "waylay login" in refused.stderr
+    keyed = dict(demo.env, WAYLAY_API_KEY=admin_key)
+    server, port = _local_server("t")
+    try:
+        proc = subprocess.run(
+            [*WAYLAY, "intercept", "orders", "-n", "shop", "--port", str(port)],
+            env=dict(keyed, WAYLAY_DAEMON_SOCKET=str(demo.dir / "daemon-t" / "d.sock")),
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert "personal: only requests matching x-waylay-intercept-id" in proc.stdout
+        assert _hit(demo.orders) == "app"  # untagged requests still reach the app
+    finally:
+        server.shutdown()
+    created = subprocess.run(
+        [*WAYLAY, "apikey", "create", "--user", "bob", "-o", "json"],
+        env=keyed,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert created.returncode == 0, created.stderr
+    assert json.loads(created.stdout)["user"] == "bob"
+    # no usable keyring: login checks the key, then says what to do instead
+    login = subprocess.run(
+        [*WAYLAY, "login", "--api-key", admin_key],
+        env=dict(demo.env, PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert login.returncode == 1 and "No usable keyring backend" in login.stderr
+    assert "WAYLAY_API_KEY" in login.stderr and admin_key not in login.stderr + login.stdout
 
 
 def test_uninstall_removes_agents(demo: Demo) -> None:

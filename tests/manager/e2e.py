@@ -85,6 +85,7 @@ SNAPSHOT_KINDS = [
     ("rbac.authorization.k8s.io/v1", "ClusterRole"),
     ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"),
     ("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration"),
+    ("networking.k8s.io/v1", "Ingress"),
 ]
 
 
@@ -106,6 +107,8 @@ def snapshot(kube: Kube) -> dict[tuple[str, str, str], Any]:
                 content = (spec.get("template"), spec.get("replicas"))
             elif kind in ("ConfigMap", "Secret"):
                 content = obj.get("data")
+            elif kind == "Ingress":
+                content = spec
             out[(kind, meta.get("namespace", ""), meta["name"])] = content
     for pod in kube.list("v1", "Pod")[0]:
         if pod["metadata"].get("deletionTimestamp"):

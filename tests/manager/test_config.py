@@ -3,7 +3,9 @@
 Covers: defaults (agents dial the Service name; clients on loopback only);
 ``WAYLAY_*`` variables override; with a pod IP the webhook and agent APIs bind
 it, and the client API stays on 127.0.0.1 unless the pod IP is itself a
-loopback address (the sandbox), so only a port-forward reaches it.
+loopback address (the sandbox), so only a port-forward reaches it; the
+preview router is off without a domain, binds the pod IP like the agent API,
+and a scheme other than http/https is refused.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from pydantic import ValidationError
 
 from webhook.__main__ import config_from_env
 from webhook.config import ManagerConfig
@@ -26,6 +29,21 @@ def test_defaults_and_overrides() -> None:
     )
     assert config.manager_address == "waylay-manager.ops:8081"
     assert config.policy is InjectionPolicy.NEVER and not config.use_cluster
+    assert config.preview_domain == "" and config.preview_port == 8083
+
+
+def test_preview_settings() -> None:
+    config = ManagerConfig.from_env(
+        {
+            "WAYLAY_PREVIEW_DOMAIN": "preview.example.com",
+            "WAYLAY_PREVIEW_PORT": "9083",
+            "WAYLAY_PREVIEW_SCHEME": "https",
+        }
+    )
+    assert (config.preview_domain, config.preview_port) == ("preview.example.com", 9083)
+    assert config.preview_scheme == "https"
+    with pytest.raises(ValidationError):
+        ManagerConfig.from_env({"WAYLAY_PREVIEW_SCHEME": "ftp"})
 
 
 @pytest.mark.parametrize(
@@ -40,4 +58,5 @@ def test_listeners_follow_the_pod_ip(
     monkeypatch.setenv("WAYLAY_POD_IP", pod_ip)
     config = config_from_env()
     assert config.webhook_host == pod_ip and config.agent_host == pod_ip
+    assert config.preview_host == pod_ip
     assert config.client_host == client_host

@@ -6,7 +6,9 @@ rollout for a Deployment (named targetPort: app port renamed), a bare
 ReplicaSet (pods replaced one at a time; numeric targetPort: the Service
 repointed, with an undo record, and still serving) and a StatefulSet; the
 proof catches a broken webhook and re-running install repairs it; uninstall
-leaves every object as it was before install. Team mode refuses a missing or
+(even one not told the preview domain) leaves every object as it was before
+an install with a preview domain (its Ingress and router port included; the
+router answers on the Service's preview port). Team mode refuses a missing or
 revoked key and accepts the admin key install printed; prepare says "the
 webhook was not called" for a namespace the webhook skips, and names an
 image that cannot be pulled.
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -48,6 +51,7 @@ from tests.manager.wsclient import Conn
 from tests.sandbox.conftest import SandboxHandle
 
 OPTS = InstallOptions(timeout=60)
+PREVIEW_OPTS = InstallOptions(timeout=60, preview_domain="preview.example.test")
 
 
 @pytest.fixture
@@ -106,6 +110,15 @@ def all_have_agents(kube: Kube, ns: str, app: str, replicas: int) -> bool:
     return len(pods) == replicas and all(AGENT_CONTAINER in n for n in names)
 
 
+def http_status(url: str, host: str) -> tuple[int, str]:
+    request = urllib.request.Request(url, headers={"Host": host})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+
+
 def http_get(url: str) -> dict[str, Any]:
     with urllib.request.urlopen(url, timeout=10) as resp:
         result: dict[str, Any] = json.loads(resp.read())
@@ -142,8 +155,17 @@ async def test_install_inject_every_kind_and_uninstall_leaves_nothing(
     wait_for(lambda: all(p["status"].get("phase") == "Running" for p in pods_of(kube, ns, "db")))
     before = scoped()
 
-    result = await anyio.to_thread.run_sync(install, kube, OPTS)
+    result = await anyio.to_thread.run_sync(install, kube, PREVIEW_OPTS)
     assert not result.upgraded and result.proof_namespace == "default"
+    assert kube.get("networking.k8s.io/v1", "Ingress", "waylay-preview", "waylay") is not None
+    manager_svc = kube.get("v1", "Service", MANAGER, "waylay")
+    assert manager_svc is not None
+    status, page = await anyio.to_thread.run_sync(
+        http_status,
+        f"http://{manager_svc['spec']['clusterIP']}:8083/",
+        "nobody.preview.example.test",
+    )
+    assert status == 404 and "Preview not available" in page  # the router, via its Service
 
     c = await Conn.open(manager_url(kube))
     conns.append(c)
@@ -201,7 +223,7 @@ async def test_install_inject_every_kind_and_uninstall_leaves_nothing(
     with pytest.raises(InstallFailed) as err:
         await anyio.to_thread.run_sync(lambda: prove_webhook(kube, OPTS, within=1.0))
     assert "does not work" in err.value.title
-    again = await anyio.to_thread.run_sync(install, kube, OPTS)
+    again = await anyio.to_thread.run_sync(install, kube, PREVIEW_OPTS)
     assert again.upgraded
 
     await c.close()

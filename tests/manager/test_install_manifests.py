@@ -7,7 +7,11 @@ are the Service's DNS names; least privilege for the manager (no wildcards,
 no cluster-wide Secrets or ConfigMaps, its own two objects by name); the
 shipped developer role is read-only plus pods/portforward; the manager passes
 the restricted Pod Security Standard; ``--dry-run -o yaml`` renders every
-object; the proof pod is one the injector accepts.
+object; the proof pod is one the injector accepts. With a preview domain: the
+Ingress for ``*.D`` (TLS secret and class when given) points at the manager's
+``preview`` Service port, which the container exposes, and the manager is told
+the domain, port and URL scheme; without one none of that exists; a domain
+that cannot be a wildcard is refused before anything is made.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import base64
 from typing import Any
 
 import jsonpatch  # type: ignore[import-untyped]
+import pytest
 import yaml
 from cryptography import x509
 
@@ -28,6 +33,8 @@ from core.install import (
     proof_pod,
     render_yaml,
 )
+from core.preview import PREVIEW_INGRESS
+from core.preview_models import PreviewError
 from core.protocol import AGENT_CONTAINER
 from webhook.inject import build_response
 from webhook.review import AdmissionReview
@@ -122,3 +129,69 @@ def test_proof_pod_is_injected_by_the_injector() -> None:
     response = build_response(review=review, manager_address="m:1", agent_image="waylay/agent")
     injected = jsonpatch.apply_patch(pod, response.patch_ops())
     assert AGENT_CONTAINER in [c["name"] for c in injected["spec"]["containers"]]
+
+
+def _env(objects: list[dict[str, Any]]) -> dict[str, str]:
+    dep = next(o for o in objects if o["kind"] == "Deployment")
+    container = dep["spec"]["template"]["spec"]["containers"][0]
+    return {e["name"]: e.get("value", "") for e in container["env"]}
+
+
+def test_preview_domain_adds_the_ingress_and_the_router_port() -> None:
+    opts = InstallOptions(
+        namespace="wl",
+        preview_domain="Preview.Example.COM.",
+        preview_tls_secret="wildcard-tls",
+        preview_ingress_class="nginx",
+    )
+    objects = manifests(opts, TLS)
+    assert objects[-1]["kind"] == "MutatingWebhookConfiguration"  # still made last
+    ingress = next(o for o in objects if o["kind"] == "Ingress")
+    assert ingress["metadata"]["name"] == PREVIEW_INGRESS
+    assert ingress["metadata"]["namespace"] == "wl"
+    assert ingress["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "waylay"
+    spec = ingress["spec"]
+    assert spec["ingressClassName"] == "nginx"
+    assert spec["tls"] == [{"hosts": ["*.preview.example.com"], "secretName": "wildcard-tls"}]
+    (rule,) = spec["rules"]
+    assert rule["host"] == "*.preview.example.com"
+    backend = rule["http"]["paths"][0]["backend"]["service"]
+    service = next(o for o in objects if o["kind"] == "Service")
+    assert backend["name"] == service["metadata"]["name"] == MANAGER
+    ports = {p["name"]: p for p in service["spec"]["ports"]}
+    assert ports["preview"]["port"] == backend["port"]["number"] == 8083
+    dep = next(o for o in objects if o["kind"] == "Deployment")
+    container = dep["spec"]["template"]["spec"]["containers"][0]
+    assert {"name": "preview", "containerPort": ports["preview"]["targetPort"]} in container[
+        "ports"
+    ]
+    env = _env(objects)
+    assert env["WAYLAY_PREVIEW_DOMAIN"] == "preview.example.com"
+    assert env["WAYLAY_PREVIEW_PORT"] == "8083"
+    assert env["WAYLAY_PREVIEW_SCHEME"] == "https"
+    plain = manifests(InstallOptions(namespace="wl", preview_domain="p.example.com"), TLS)
+    assert _env(plain)["WAYLAY_PREVIEW_SCHEME"] == "http"
+    assert "tls" not in next(o for o in plain if o["kind"] == "Ingress")["spec"]
+
+
+def test_no_preview_domain_no_router() -> None:
+    assert not [o for o in OBJECTS if o["kind"] == "Ingress"]
+    assert not [k for k in _env(OBJECTS) if k.startswith("WAYLAY_PREVIEW")]
+    service = find("Service", MANAGER)
+    assert "preview" not in {p["name"] for p in service["spec"]["ports"]}
+
+
+def test_developer_role_reads_ingresses_for_preview_defaults() -> None:
+    rules = find("ClusterRole", DEVELOPER_ROLE)["rules"]
+    assert {
+        "apiGroups": ["networking.k8s.io"],
+        "resources": ["ingresses"],
+        "verbs": ["get", "list", "watch"],
+    } in rules
+
+
+@pytest.mark.parametrize("domain", ["localhost", "*.example.com"])
+def test_unusable_preview_domain_is_refused(domain: str) -> None:
+    with pytest.raises(PreviewError) as err:
+        manifests(InstallOptions(preview_domain=domain), TLS)
+    assert "--preview-domain" in err.value.hint

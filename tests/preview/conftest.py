@@ -1,4 +1,5 @@
-"""Fixtures: a real stand-in ingress (HTTP + HTTPS) and a running workstation preview server."""
+"""Fixtures: a real stand-in ingress (HTTP + HTTPS), a running workstation preview server,
+the developer's local server (``workstation``) and the sandbox with the demo."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 import aiohttp
 import anyio
 import pytest
+from aiohttp import web
 
 from core.kube import Kube
 from core.preview_models import PreviewTarget
@@ -44,6 +46,26 @@ async def preview(ingress: FakeIngress) -> AsyncIterator[PreviewServer]:
         await tg.start(server.run)
         yield server
         tg.cancel_scope.cancel()
+
+
+@pytest.fixture
+async def workstation() -> AsyncIterator[int]:
+    """The developer's local server: says where the request landed."""
+
+    async def handle(request: web.Request) -> web.Response:
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        return web.json_response({"where": "workstation", "headers": headers})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    runner = web.AppRunner(app, shutdown_timeout=0.5)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield int(runner.addresses[0][1])
+    finally:
+        await runner.cleanup()
 
 
 @pytest.fixture

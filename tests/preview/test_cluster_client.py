@@ -1,27 +1,30 @@
 """Cluster preview URLs asked for over the real client API (WebSocket, wire models).
 
-The manager here is ``webhook.client_api.ClientApi`` with its dispatch
-extended by the preview router, exactly as the wiring note says (preview ops
-go to ``PreviewRouter.handle_op``); the client is ``core.manager_client``.
+The manager here is ``webhook.server.run_manager`` (as ``python -m webhook``
+runs it) given a preview router: its client API dispatches the preview ops to
+``PreviewRouter.handle_op`` and it serves the router on its preview port. The
+client is ``core.manager_client``.
 
 Covers: ``create_cluster_preview`` gets a ``https://<token>.D/`` URL for our
-intercept and a request through it reaches the ingress with the intercept's
-and the extra headers; ``list_cluster_previews`` shows it without header
-values; ``revoke_cluster_preview`` kills it (404); against a manager with no
-router, ``create_cluster_preview`` returns None (serve it from the
-workstation instead); a refused request (no such intercept) is raised.
+intercept and a request to the manager's preview port for ``<token>.D``
+reaches the ingress with the intercept's and the extra headers;
+``list_cluster_previews`` shows it without header values;
+``revoke_cluster_preview`` kills it (404); against a manager with no router
+the preview ops answer ``unavailable`` with a hint and
+``create_cluster_preview`` returns None (serve it from the workstation
+instead); a refused request (no such intercept) is raised.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import anyio
 import pytest
-from aiohttp import web
 
 from core.errors import ManagerRefused
 from core.manager_client import ManagerClient
@@ -31,39 +34,40 @@ from core.preview_cluster import (
     revoke_cluster_preview,
 )
 from core.preview_models import PreviewTarget
-from core.protocol import ClientHello, InterceptSpec, Request
+from core.protocol import ClientHello, InterceptSpec
 from tests.preview.conftest import direct_dial
 from tests.preview.ingress import HOSTNAME, FakeIngress
 from webhook.apikeys import MemorySettingsStore
-from webhook.client_api import ClientApi
-from webhook.preview import PREVIEW_OPS, PreviewRouter, serve_router
-from webhook.registry import Registry, Session, WorkloadKey
+from webhook.config import ManagerConfig
+from webhook.preview import PreviewRouter
+from webhook.registry import Registry
+from webhook.server import Bound, run_manager
 
 DOMAIN = "preview.example.test"
 TARGET = PreviewTarget(host="ingress.ingress", port=443, tls=True, hostname=HOSTNAME)
 
 
-class RoutedApi(ClientApi):
-    """The client API with the preview ops wired to the router."""
-
-    router: PreviewRouter | None = None
-
-    async def _dispatch(self, session: Session, req: Request, watched: set[WorkloadKey]) -> Any:
-        if req.op in PREVIEW_OPS and self.router is not None:
-            return await self.router.handle_op(session, req.op, req.params)
-        return await super()._dispatch(session, req, watched)
-
-
 @contextlib.asynccontextmanager
-async def manager(api: ClientApi) -> AsyncIterator[str]:
-    runner = web.AppRunner(api.app(), shutdown_timeout=0.5)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}/v1/client"
-    finally:
-        await runner.cleanup()
+async def manager(registry: Registry, router: PreviewRouter | None) -> AsyncIterator[Bound]:
+    config = ManagerConfig(
+        agent_host="127.0.0.1",
+        agent_port=0,
+        client_port=0,
+        preview_host="127.0.0.1",
+        preview_port=0,
+        use_cluster=False,
+    )
+    async with anyio.create_task_group() as tg:
+        serve = functools.partial(run_manager, router=router)
+        bound = await tg.start(serve, config, MemorySettingsStore(), registry, None)
+        try:
+            yield bound
+        finally:
+            tg.cancel_scope.cancel()
+
+
+def client_url(bound: Bound) -> str:
+    return "http://{}:{}/v1/client".format(*bound.client)
 
 
 def spec(session_id: str) -> dict[str, Any]:
@@ -82,16 +86,15 @@ async def test_cluster_preview_over_the_client_api(
     ingress: FakeIngress, http: aiohttp.ClientSession
 ) -> None:
     registry = Registry()
-    api = RoutedApi(registry, MemorySettingsStore(), None)
-    api.router = PreviewRouter(
+    router = PreviewRouter(
         registry, DOMAIN, direct_dial(ingress), ssl_context=ingress.client_context()
     )
     async with (
-        manager(api) as url,
-        ManagerClient.open(url, ClientHello(client="me@host"), context="t") as client,
-        anyio.create_task_group() as tg,
+        manager(registry, router) as bound,
+        ManagerClient.open(client_url(bound), ClientHello(client="me@host"), context="t") as client,
     ):
-        _, port = await tg.start(serve_router, api.router, "127.0.0.1", 0)
+        assert bound.preview is not None
+        port = bound.preview[1]
         await client.request("create", {"spec": spec(client.session_id)})
 
         with pytest.raises(ManagerRefused) as err:
@@ -117,14 +120,18 @@ async def test_cluster_preview_over_the_client_api(
         assert revoked.token == entry.token
         async with http.get(f"http://127.0.0.1:{port}/echo", headers={"Host": host}) as resp:
             assert resp.status == 404
-        tg.cancel_scope.cancel()
 
 
 async def test_manager_without_router_means_workstation() -> None:
     registry = Registry()
     async with (
-        manager(ClientApi(registry, MemorySettingsStore(), None)) as url,
-        ManagerClient.open(url, ClientHello(client="me@host"), context="t") as client,
+        manager(registry, None) as bound,
+        ManagerClient.open(client_url(bound), ClientHello(client="me@host"), context="t") as client,
     ):
+        assert bound.preview is None
         await client.request("create", {"spec": spec(client.session_id)})
+        with pytest.raises(ManagerRefused) as err:
+            await client.request("preview-list", {})
+        assert err.value.problem_code == "unavailable"
+        assert "--preview-domain" in err.value.hint
         assert await create_cluster_preview(client.request, "orders-shop", TARGET) is None

@@ -14,14 +14,12 @@ and it answers 404.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import anyio
 import anyio.abc
 import pytest
-from aiohttp import web
 
 from core.install import InstallOptions, install
 from core.kube import Kube
@@ -36,26 +34,6 @@ from core.session import Session, kube_connector, kube_opener
 from tests.sandbox.conftest import SandboxHandle
 
 pytestmark = pytest.mark.timeout(240)
-
-
-@pytest.fixture
-async def workstation() -> AsyncIterator[int]:
-    """The developer's local server: says where the request landed."""
-
-    async def handle(request: web.Request) -> web.Response:
-        headers = {k.lower(): v for k, v in request.headers.items()}
-        return web.json_response({"where": "workstation", "headers": headers})
-
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handle)
-    runner = web.AppRunner(app, shutdown_timeout=0.5)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield int(runner.addresses[0][1])
-    finally:
-        await runner.cleanup()
 
 
 async def _get(http: aiohttp.ClientSession, url: str, host: str) -> tuple[int, Any]:

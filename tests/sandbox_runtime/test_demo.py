@@ -7,7 +7,7 @@ is harmless; every demo pod becomes Ready; the ingress's LoadBalancer address
 answers plain HTTP with an ``orders`` reply (default backend), routes by Host
 and path, serves HTTPS with a certificate from the sandbox's CA chosen by SNI,
 streams a chunked body, and carries a WebSocket upgrade; the traffic
-generator's requests reach the apps.
+generator's requests reach the apps; the next-steps text names the address.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import aiohttp
 import pytest
 from kubernetes import client
 
-from sandbox.demo import HOSTS, install
+from sandbox.demo import HOSTS, install, next_steps
 from tests.sandbox.conftest import SandboxHandle
 from tests.sandbox.helpers import wait_for
 
@@ -71,6 +71,10 @@ def test_demo_cluster_serves_through_its_ingress(
     )
     address = service.status.load_balancer.ingress[0].ip
     ca = sandbox.kubeconfig.parent / "ca.crt"
+    steps = sandbox.call(
+        next_steps(sandbox.cluster, kubeconfig=str(sandbox.kubeconfig), ca_file=str(ca))
+    )
+    assert f"curl http://{address}/ " in steps
     asyncio.run(_exercise(address, str(ca)))
     wait_for(
         lambda: (
@@ -98,6 +102,19 @@ async def _exercise(address: str, ca_file: str) -> None:
     assert json.loads(body)["headers"]["X-Forwarded-Host"] == HOSTS[0]
     status, body = await _fetch(f"http://{address}/", HOSTS[1])
     assert json.loads(body)["app"] == "hello"
+
+    async def upload() -> Any:  # a chunked request body, streamed through
+        for part in (b"first ", b"second"):
+            yield part
+
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"http://{address}/orders/new", data=upload(), headers={"Host": HOSTS[0]}
+        ) as reply,
+    ):
+        echoed = json.loads(await reply.text())
+    assert echoed["method"] == "POST" and echoed["body"] == "first second"
 
     # HTTPS: SNI picks the shop certificate, signed by the sandbox's CA.
     context = ssl.create_default_context(cafile=ca_file)

@@ -9,15 +9,19 @@ probes gate Ready both ways; a failing liveness probe restarts the container
 with ``Unhealthy`` and ``Killing`` events; a crash loop backs off with
 doubling delays (``CrashLoopBackOff``, ``BackOff`` event); an unknown image is
 ``ErrImagePull``/``ImagePullBackOff`` with a Warning event; restartPolicy
-Never ends in Succeeded/Failed; unsupported volumes give a Warning event;
+Never ends in Succeeded/Failed; init containers run first, and one that fails
+for good fails the pod; logs follow a run until it ends; a startup probe holds
+back started and Ready; unsupported volumes give a Warning event;
 a container that ignores SIGTERM is killed after its grace period; stopping
-the kubelet leaves no process behind, grandchildren included.
+the kubelet leaves no process behind, grandchildren included; a sandbox
+killed outright takes its containers' main processes along.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
+import signal
+import sys
 import time
 from pathlib import Path
 
@@ -45,11 +49,12 @@ def _ready(runtime: Runtime, name: str) -> dict | None:
 
 
 def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for its reaper counts as gone)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
         return False
-    return True
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def _group_members(pgid: int) -> list[int]:
@@ -420,3 +425,62 @@ async def test_startup_probe_holds_back_started_and_ready(runtime: Runtime) -> N
     (workdir / "booted").write_text("")
     await wait_for(lambda: _ready(runtime, "slow"), what="Ready after startup")
     assert container_status(_get(runtime, "slow"), "web")["started"] is True
+
+
+async def test_failed_init_container_with_restart_never_fails_the_pod(runtime: Runtime) -> None:
+    spec = pod(
+        "badinit",
+        container("main", "waylay/toolbox", command=["sh", "-c", "sleep 300"]),
+        initContainers=[container("prepare", "waylay/toolbox", command=["sh", "-c", "exit 2"])],
+        restartPolicy="Never",
+    )
+    await runtime.cluster.create("pods", spec)
+    failed = await wait_for(
+        lambda: (p := _get(runtime, "badinit")) and p["status"].get("phase") == "Failed" and p,
+        what="Failed",
+    )
+    assert failed["status"]["initContainerStatuses"][0]["state"]["terminated"]["exitCode"] == 2
+    assert condition(failed, "Initialized") == "False"
+    main = container_status(failed, "main")
+    assert main["state"]["waiting"]["reason"] == "PodInitializing" and main["restartCount"] == 0
+
+
+_ORPHAN_SCRIPT = """
+import asyncio, sys, tempfile
+from pathlib import Path
+from sandbox.cluster import Cluster
+from sandbox.kubelet import Kubelet, KubeletConfig
+
+async def main():
+    cluster = Cluster()
+    await cluster.create("namespaces", {"metadata": {"name": "default"}})
+    kubelet = Kubelet(cluster, cluster.ipam, KubeletConfig(state_dir=Path(tempfile.mkdtemp())))
+    await kubelet.start()
+    await cluster.create("pods", {"metadata": {"name": "p", "namespace": "default"},
+        "spec": {"containers": [{"name": "c", "image": "waylay/toolbox",
+                                 "command": ["python", "-c", "import time; time.sleep(300)"]}]}})
+    while True:
+        for worker in kubelet.workers.values():
+            process = worker.containers[0].process
+            if process is not None and process.pid:
+                print(process.pid, flush=True)
+                await asyncio.sleep(300)
+        await asyncio.sleep(0.05)
+
+asyncio.run(main())
+"""
+
+
+async def test_a_killed_sandbox_takes_its_containers_along() -> None:
+    parent = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _ORPHAN_SCRIPT, stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        assert parent.stdout is not None
+        line = await asyncio.wait_for(parent.stdout.readline(), 30)
+        child = int(line)
+        assert _alive(child)
+    finally:
+        parent.send_signal(signal.SIGKILL)
+        await parent.wait()
+    await wait_for(lambda: not _alive(child), timeout=10, what="the container died with it")

@@ -7,7 +7,8 @@ resolution (``$(VAR)`` expansion and ``$$`` escapes, optional refs, service
 links, missing keys); Ingress routing (exact host over wildcard over
 host-less, longest path, Exact before Prefix, whole-element prefixes,
 default backend) and Service port resolution by name and number; log tails;
-Go-style back-off durations; a rotated log keeps a follower reading.
+Go-style back-off durations; a rotated log keeps a follower reading; the
+demo's next steps use node ports when ports 80/443 could not be bound.
 """
 
 from __future__ import annotations
@@ -198,3 +199,43 @@ async def test_log_rotation_keeps_followers_reading(tmp_path: Path) -> None:
     assert await asyncio.wait_for(anext(reader), 5) == b"bbbb\n"
     log.close()
     assert [chunk async for chunk in reader] == []
+
+
+async def test_next_steps_fall_back_to_node_ports_when_80_is_not_bound() -> None:
+    from sandbox.cluster import Cluster
+    from sandbox.demo import next_steps
+
+    cluster = Cluster()
+    try:
+        await cluster.create("namespaces", {"metadata": {"name": "ingress"}})
+        service = await cluster.create(
+            "services",
+            {
+                "metadata": {"name": "ingress", "namespace": "ingress"},
+                "spec": {
+                    "type": "LoadBalancer",
+                    "selector": {"app": "x"},
+                    "ports": [{"name": "http", "port": 80}, {"name": "https", "port": 443}],
+                },
+            },
+        )
+        service["status"] = {"loadBalancer": {"ingress": [{"ip": "127.9.128.9"}]}}
+        await cluster.update("services", service, subresource="status")
+        steps = await next_steps(cluster, kubeconfig="kc", ca_file="ca.crt")
+        assert "curl http://127.9.128.9/ " in steps
+        await cluster.create(
+            "events",
+            {
+                "metadata": {"name": "e1", "namespace": "ingress"},
+                "involvedObject": {"kind": "Service", "name": "ingress", "namespace": "ingress"},
+                "reason": "FailedToBind",
+                "message": "cannot listen on 127.9.128.9:80/TCP: Permission denied",
+                "type": "Warning",
+            },
+        )
+        http, https = (p["nodePort"] for p in service["spec"]["ports"])
+        steps = await next_steps(cluster, kubeconfig="kc", ca_file="ca.crt")
+        assert f"curl http://127.9.128.9:{http}/ " in steps
+        assert f"https://shop.waylay.local:{https}/ledger" in steps
+    finally:
+        cluster.close()

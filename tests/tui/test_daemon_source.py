@@ -8,9 +8,11 @@ connections, as core's daemon tests do.
 Covers: an intercept made with the wizard goes through the daemon (progress
 lines relayed, the "nothing listening" warning shown in the result); one made
 by another daemon client (what `waylay intercept` does) appears in the TUI as
-ours, live; `e` writes the env file the daemon reads from the agent; a
+ours, live, and `l` leaves it; `e` writes the env file the daemon reads from
+the agent; a
 traffic push reaches the traffic pane; `q` offers to keep the intercepts and
-`k` leaves them running in the daemon (the manager still has them); the
+`k` leaves them running in the daemon (the manager still has them); `r` on
+another user's intercept, confirmed, revokes it at the manager; the
 translation of a spec into `waylay intercept` flags.
 """
 
@@ -37,6 +39,7 @@ from tests.tui.conftest import SIZE, Recorder, until
 from tui import messages as m
 from tui.app import WaylayApp
 from tui.daemon_source import connect_daemon, intercept_request
+from tui.modals.confirm import ConfirmModal
 from tui.modals.quit import QuitModal
 from tui.screens.wizard import WizardScreen
 from tui.source import ClusterSource
@@ -109,8 +112,9 @@ async def test_wizard_through_the_daemon_shared_and_kept(
 
             async def connect() -> ClusterSource:
                 return await connect_daemon(
-                    context="admin", kubeconfig=str(api.kubeconfig), socket=daemon.path
-                )
+                    context="admin", kubeconfig=str(api.kubeconfig), socket=daemon.path,
+                    connector=to_manager,
+                )  # fmt: skip
 
             app = WaylayApp(connect)
             app.env_dir = tmp_path
@@ -152,17 +156,37 @@ async def test_wizard_through_the_daemon_shared_and_kept(
                 await until(pilot, lambda: log.row_count == 1, timeout=WAIT)
 
                 pane.focus()
-                pane.move_cursor(row=0)
+                grpc = pane.get_row_index(f"{ours.split(':')[0]}:orders-grpc")
+                pane.move_cursor(row=grpc)
                 await pilot.press("e")
-                env_file = tmp_path / f"{pane.selected.spec.name}.env"  # type: ignore[union-attr]
+                env_file = tmp_path / "orders-grpc.env"
                 await until(pilot, env_file.exists, timeout=WAIT)
                 assert "DB_URL=postgres://db" in env_file.read_text()
+                await pilot.press("l")  # what the CLI made, left from the TUI
+                await until(pilot, lambda: pane.row_count == 1, timeout=WAIT)
+
+                bob = Session(context="admin", connector=to_manager, opener=agents.open,
+                              name="bob@laptop")  # fmt: skip
+                await tg.start(bob.run)
+                await bob.intercept(InterceptSpec(
+                    name="bob", namespace="demo", workload="orders", service="orders",
+                    service_port=9090, service_port_name="grpc", local_port=45997,
+                ))  # fmt: skip
+                await until(pilot, lambda: pane.row_count == 2, timeout=WAIT)
+                pane.move_cursor(row=1)  # others' sort last
+                assert str(pane.get_row_at(1)[2]) == "bob@laptop"
+                await pilot.press("r")
+                assert isinstance(app.screen, ConfirmModal)
+                await pilot.press("y")
+                await until(pilot, lambda: pane.row_count == 1, timeout=WAIT)
+                assert "bob" not in [i.spec.name for i in manager.registry.intercepts()]
+                bob.stop()
 
                 await pilot.press("q")
                 assert isinstance(app.screen, QuitModal) and app.screen.can_keep
                 await pilot.press("k")
                 await until(pilot, lambda: not app.is_running, timeout=WAIT)
-            assert len(manager.registry.intercepts()) == 2  # kept in the daemon
+            assert [i.id for i in manager.registry.intercepts()] == [ours]  # kept in the daemon
             quitter = await DaemonClient.connect(daemon.path, start=False)
             await quitter.call("quit")
             await quitter.aclose()

@@ -132,7 +132,7 @@ async def test_intercept_traffic_two_users_and_leave(tmp_path: Path, recorder: R
                 pane = app.main.query_one(InterceptsPane)
                 await until(pilot, lambda: pane.row_count == 1, timeout=WAIT)
                 ours = outcome.intercept.id
-                assert pane.get_row_at(0)[5] == "you"
+                assert pane.get_row_at(0)[2] == "you"
 
                 assert await through(agents, "orders-a", ours) == b"local:hi"
                 agents.tunnels["orders-a"].push(
@@ -153,7 +153,7 @@ async def test_intercept_traffic_two_users_and_leave(tmp_path: Path, recorder: R
                 )  # fmt: skip
                 await bob.intercept(spec)
                 await until(pilot, lambda: pane.row_count == 2, timeout=WAIT)
-                owners = {str(pane.get_row_at(i)[5]) for i in range(2)}
+                owners = {str(pane.get_row_at(i)[2]) for i in range(2)}
                 assert owners == {"you", "bob@laptop"}
 
                 pane.focus()

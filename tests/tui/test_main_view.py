@@ -11,7 +11,10 @@ revoke only on others' intercepts (the manager checks admin), login only when
 logged out);
 `l` leaves, `r` revokes after a confirmation (and `n` does not), `e` writes the
 env file, `c` copies; `?` opens help; `q` asks whether to keep intercepts;
-`:ctx` switches context; mouse clicks select; bad commands are explained.
+`:ctx` switches context; mouse clicks select; bad commands are explained;
+failures show in an error modal that can be copied, core's errors by their
+title and hint (also from inside a task group's ExceptionGroup), anything
+else as a bug to report, never a traceback.
 """
 
 from __future__ import annotations
@@ -85,8 +88,8 @@ async def test_first_view_shows_cluster_session_and_workloads(recorder: Recorder
         assert "orders:80→http" in str(orders) and "ready" in str(orders)
         assert "orders-shop(alice)" in str(orders) and "bob-orders(bob)" in str(orders)
         first = pane.get_row_at(0)
-        assert first[1] == "orders-shop" and first[5] == "you"
-        assert pane.get_row_at(1)[5] == "bob"
+        assert first[1] == "orders-shop" and first[2] == "you"
+        assert pane.get_row_at(1)[2] == "bob"
 
 
 async def test_namespaces_by_digit_and_command(recorder: Recorder) -> None:
@@ -241,6 +244,11 @@ async def test_errors_reach_the_screen_never_a_traceback() -> None:
         assert app.clipboard == modal.text
         await pilot.press("escape")
         assert not isinstance(app.screen, ErrorModal)
+        source.fail_next = ExceptionGroup("task group", [_refused()])  # type: ignore[assignment]
+        await pilot.press("l")
+        await until(pilot, lambda: isinstance(app.screen, ErrorModal))
+        assert app.screen.error_title == "The manager refused"  # type: ignore[attr-defined]
+        await pilot.press("escape")
         source.fail_next = RuntimeError("socket closed")  # type: ignore[assignment]
         await pilot.press("l")
         await until(pilot, lambda: isinstance(app.screen, ErrorModal))

@@ -37,7 +37,7 @@ class InterceptsPane(DataTable[str | Text]):
         self.border_title = "intercepts"
 
     def on_mount(self) -> None:
-        for label in ("", "NAME", "WORKLOAD", "PORT", "MATCH", "OWNER", "STATE", "PREVIEW"):
+        for label in ("", "NAME", "OWNER", "STATE", "WORKLOAD", "PORT", "MATCH", "PREVIEW"):
             self.add_column(label, key=label.lower() or "mine")
 
     def is_mine(self, info: InterceptInfo) -> bool:
@@ -55,11 +55,11 @@ class InterceptsPane(DataTable[str | Text]):
             self.add_row(
                 Text("●", style="bold") if self.is_mine(info) else "",
                 spec.name,
+                "you" if self.is_mine(info) else info.owner,
+                Text(info.state, style=STATE_STYLE.get(info.state, "")),
                 f"{spec.namespace}/{spec.workload}",
                 f"{spec.service}:{port} → :{spec.local_port}",
                 match_cell(info),
-                "you" if self.is_mine(info) else info.owner,
-                Text(info.state, style=STATE_STYLE.get(info.state, "")),
                 spec.preview_url or "-",
                 key=info.id,
             )

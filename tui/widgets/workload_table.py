@@ -85,7 +85,8 @@ class WorkloadTable(DataTable[str | Text]):
         self.clear(columns=True)
         if self.all_namespaces:
             self.add_column("NAMESPACE", key="namespace")
-        for label in ("NAME", "KIND", "READY", "SERVICES:PORTS", "AGENT", "INTERCEPTS"):
+        # widest last, so what matters most stays in view on narrow terminals
+        for label in ("NAME", "KIND", "READY", "AGENT", "INTERCEPTS", "SERVICES:PORTS"):
             self.add_column(label, key=label.lower())
 
     def show(self, workloads: list[WorkloadInfo], *, all_namespaces: bool) -> None:
@@ -126,9 +127,9 @@ class WorkloadTable(DataTable[str | Text]):
                 w.name,
                 KIND_SHORT[w.kind],
                 Text(f"{w.ready}/{w.replicas}", style=ready_style),
-                services_cell(w),
                 Text(w.agent_state, style=AGENT_STYLE.get(w.agent_state, "")),
                 intercepts_cell(w),
+                services_cell(w),
             ]
             self.add_row(*cells, key=w.key)
         if current is not None and current.key in self.rows:
