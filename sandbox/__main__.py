@@ -25,6 +25,10 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sandbox.server import Sandbox
 
 __all__ = ["main"]
 
@@ -82,6 +86,7 @@ async def _serve(directory: Path, port: int, demo: bool) -> None:
     try:
         if demo:
             await sandbox.install_demo()
+            await _write_next_steps(sandbox, directory)
         state = {"pid": os.getpid(), "url": sandbox.url, "kubeconfig": str(sandbox.kubeconfig)}
         (directory / _STATE).write_text(json.dumps(state))
         print(f"sandbox serving at {sandbox.url}", flush=True)
@@ -91,6 +96,20 @@ async def _serve(directory: Path, port: int, demo: bool) -> None:
         await sandbox.stop()
         with contextlib.suppress(OSError):
             (directory / _STATE).unlink()
+
+
+_NEXT_STEPS = "next-steps.txt"
+
+
+async def _write_next_steps(sandbox: Sandbox, directory: Path) -> None:
+    """Tell a newcomer what to try (``start --demo`` prints this file)."""
+    from sandbox.demo import next_steps
+
+    assert sandbox.cluster is not None, "the sandbox is started"
+    text = await next_steps(
+        sandbox.cluster, kubeconfig=str(sandbox.kubeconfig), ca_file=str(directory / "ca.crt")
+    )
+    (directory / _NEXT_STEPS).write_text(text + "\n")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -118,8 +137,9 @@ def cmd_start(args: argparse.Namespace) -> int:
         print(f"export KUBECONFIG={directory / 'kubeconfig'}")
         return 0
     directory.mkdir(parents=True, exist_ok=True)
-    with contextlib.suppress(OSError):
-        (directory / _STATE).unlink()
+    for stale in (_STATE, _NEXT_STEPS):
+        with contextlib.suppress(OSError):
+            (directory / stale).unlink()
     command = [sys.executable, "-m", "sandbox", "serve", "--dir", str(directory)]
     command += ["--port", str(args.port)] + (["--demo"] if args.demo else [])
     with open(directory / "sandbox.log", "ab") as log_file:
@@ -136,6 +156,9 @@ def cmd_start(args: argparse.Namespace) -> int:
         if state and state.get("pid") == child.pid and _healthy(directory, str(state["url"])):
             print(f"# sandbox running at {state['url']} (pid {child.pid})")
             print(f"export KUBECONFIG={directory / 'kubeconfig'}")
+            steps = directory / _NEXT_STEPS
+            if args.demo and steps.exists():
+                print("\n" + steps.read_text().rstrip())
             return 0
         if child.poll() is not None:
             print(

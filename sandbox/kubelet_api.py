@@ -41,7 +41,14 @@ class ClusterAPI(Protocol):
     ) -> Obj: ...
 
     async def delete(
-        self, resource: str, namespace: str | None, name: str, **options: Any
+        self,
+        resource: str,
+        namespace: str | None,
+        name: str,
+        *,
+        propagation: str = ...,
+        preconditions: dict[str, Any] | None = ...,
+        grace_period_seconds: int | None = ...,
     ) -> Obj: ...
 
     def subscribe(self, callback: Callable[[str, str, Obj], None]) -> None: ...

@@ -24,7 +24,7 @@ import logging
 import ssl
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import yaml
 from aiohttp import web
@@ -39,7 +39,6 @@ from sandbox.cluster import Cluster
 from sandbox.errors import ApiError
 from sandbox.ipam import Ipam
 from sandbox.kubelet import Kubelet, KubeletConfig
-from sandbox.kubelet_api import ClusterAPI
 from sandbox.kubelet_kubeconfig import ApiAccess
 from sandbox.persist import Snapshotter, load_store
 from sandbox.rbac import Authorizer
@@ -178,7 +177,7 @@ class Sandbox:
                 issue_token=self.authenticator.issue_service_account_token,
             )
             self.kubelet = Kubelet(
-                cast("ClusterAPI", cluster),
+                cluster,
                 cluster.ipam,
                 KubeletConfig(state_dir=self.directory / "kubelet", api=access),
             )

@@ -204,7 +204,8 @@ async def test_stalled_stream_does_not_stall_others() -> None:
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(flood)
-            await anyio.sleep(0.2)
+            conn = pair.agent.mux._conn
+            await _until(lambda: conn.local_flow_control_window(stalled.stream_id) == 0)
             other = await pair.agent.open_stream(kind="tcp", intercept="s1:x", peer="p", port=1)
             with anyio.fail_after(5):
                 for _ in range(20):
@@ -253,8 +254,8 @@ async def test_half_close_and_reset() -> None:
 
 
 async def test_heartbeats_keep_idle_tunnel_and_detect_silence() -> None:
-    async with tunnel_pair(ping=(0.05, 0.4)) as pair:
-        await anyio.sleep(0.8)  # idle for twice the timeout: pings keep it alive
+    async with tunnel_pair(ping=(0.1, 1.0)) as pair:
+        await anyio.sleep(1.5)  # idle for longer than the timeout: pings keep it alive
         assert not pair.agent.closed and not pair.client.closed
         # freeze the client end (no reads, no pings): the agent declares it dead
         pair.sock.frozen.set()
