@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from core.models import AgentState, ServicePortInfo, ServiceRef, WorkloadInfo, WorkloadKind
-from core.protocol import AGENT_CONFIG_ANNOTATION, InterceptInfo
+from core.protocol import AGENT_CONFIG_ANNOTATION, AGENT_CONTAINER, InterceptInfo
 
 __all__ = [
     "AGENT_CONTAINER",
@@ -22,8 +22,6 @@ __all__ = [
     "workload_pods",
 ]
 
-AGENT_CONTAINER = "waylay-agent"
-"""The container the webhook injects (``webhook.inject.AGENT_CONTAINER``)."""
 
 Obj = dict[str, Any]
 
