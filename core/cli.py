@@ -148,6 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
         "core.cli_commands:install",
     )
     p.add_argument("--team", action="store_true", help="team mode: API keys, personal intercepts")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the manifests (YAML; a JSON list with -o json) and change nothing",
+    )
     p.add_argument("--manager-namespace", default="waylay", help="where the manager runs")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the manager")
 
@@ -226,6 +231,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command != "intercept":
             parser.error("`-- CMD` is only for `waylay intercept`")
         args.command_ = trailing
+    if args.command == "apikey":
+        if args.action == "revoke" and not args.id:
+            parser.error("`waylay apikey revoke` needs --id ID (`waylay apikey list` shows them)")
+        if args.action == "create" and not args.user:
+            parser.error("`waylay apikey create` needs --user NAME (whose key it is)")
     output: Output = args.output
     try:
         if args.command is None:

@@ -246,10 +246,25 @@ def _say(args: argparse.Namespace) -> Callable[[str], None]:
     return say
 
 
+def _dry_run(args: argparse.Namespace) -> int:
+    """The manifests ``install`` would apply, with fresh TLS material; the cluster is untouched."""
+    from core.install import manifests, new_tls, render_yaml
+
+    opts = _install_options(args, team=args.team)
+    tls = new_tls(opts.namespace)
+    if args.output == "json":
+        sys.stdout.write(json.dumps(manifests(opts, tls), indent=2) + "\n")
+    else:
+        sys.stdout.write(render_yaml(opts, tls))
+    return 0
+
+
 def install(args: argparse.Namespace) -> int:
     from core.install import install as do_install
     from core.kube import Kube
 
+    if args.dry_run:
+        return _dry_run(args)
     kube = Kube.from_kubeconfig(args.kubeconfig, args.context)
     try:
         result = do_install(kube, _install_options(args, team=args.team), _say(args))

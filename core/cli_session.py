@@ -11,6 +11,7 @@ import argparse
 import os
 import subprocess
 import sys
+from pathlib import Path
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -276,12 +277,14 @@ def run_spec(args: argparse.Namespace) -> int:
     if spec.handler is None:
         emit([i for i, _ in made], args.output, "")
         return 0
+    here = Path(args.file).resolve().parent  # relative paths in the file are relative to it
+    cwd = here / spec.handler.cwd if spec.handler.cwd else None
     if spec.handler.env_file:
-        envfile.write_env(env, spec.handler.env_file, spec.handler.env_syntax)
+        envfile.write_env(env, here / spec.handler.env_file, spec.handler.env_syntax)
     command = spec.handler.command
     argv = command if isinstance(command, list) else ["/bin/sh", "-c", command]
     try:
-        return _run_command(argv, env, spec.handler.cwd)
+        return _run_command(argv, env, str(cwd) if cwd else None)
     finally:
         names = [info.spec.name for info, _ in made]
 

@@ -35,6 +35,7 @@ from core.daemon_protocol import (
     DaemonRequest,
     socket_path,
 )
+from core.daemon_state import SessionNote, SessionRecord
 from core.discovery import snapshot_workloads
 from core.errors import (
     DaemonUnavailable,
@@ -126,6 +127,12 @@ class Daemon:
     _tg: anyio.abc.TaskGroup | None = None
     _stop: anyio.Event = field(default_factory=anyio.Event)
     _subscribers: list[Callable[[DaemonPush], None]] = field(default_factory=list)
+    _opening: dict[tuple[str | None, str | None], anyio.Lock] = field(default_factory=dict)
+
+    @property
+    def note(self) -> SessionNote:
+        """Our manager sessions, for a successor if we die without ``quit``."""
+        return SessionNote(self.path.with_name(self.path.name + ".sessions.json"))
 
     # ---------------------------------------------------------------- serving
 
@@ -148,6 +155,8 @@ class Daemon:
             async with listener, anyio.create_task_group() as tg:
                 self._tg = tg
                 tg.start_soon(self._accept, listener)
+                for record in self.note.take():
+                    tg.start_soon(self._sweep, record)
                 task_status.started(self.path)
                 await self._stop.wait()
                 tg.cancel_scope.cancel()
@@ -341,6 +350,7 @@ class Daemon:
                 for handle in self.contexts.values():
                     await handle.session.leave_all()
                     handle.session.stop()
+                self.note.clear()
                 return {"left": True}
         raise ValueError(f"unknown op {req.op!r}")
 
@@ -365,11 +375,19 @@ class Daemon:
             ],
         }
 
-    async def _context(self, context: str | None, kubeconfig: str | None) -> ContextHandle:
+    async def _context(
+        self, context: str | None, kubeconfig: str | None, *, resume: str | None = None
+    ) -> ContextHandle:
+        """The context's handle, its session opened on first use (one per context even
+        when requests race). ``resume``: a dead daemon's session id to take over."""
         key = (context, kubeconfig)
-        handle = self.contexts.get(key)
-        if handle is None:
+        async with self._opening.setdefault(key, anyio.Lock()):
+            handle = self.contexts.get(key)
+            if handle is not None:
+                return handle
             handle = await self.factory(context, kubeconfig)
+            if resume:
+                handle.session.session_id = resume
             assert self._tg is not None
             try:
                 await self._tg.start(handle.session.run)
@@ -378,7 +396,31 @@ class Daemon:
                 raise
             self._tg.start_soon(self._relay, handle)
             self.contexts[key] = handle
-        return handle
+            if resume:
+                await self._drop_leftovers(handle)
+            if handle.session.session_id:
+                self.note.add(
+                    SessionRecord(
+                        context=context, kubeconfig=kubeconfig, session_id=handle.session.session_id
+                    )
+                )
+            return handle
+
+    async def _drop_leftovers(self, handle: ContextHandle) -> None:
+        """Remove what a resumed session holds that this daemon did not ask for."""
+        session = handle.session
+        for info in await session.all_intercepts():
+            if info.session_id == session.session_id and info.spec.name not in session.desired:
+                with contextlib.suppress(WaylayError):
+                    await session.request("remove", {"name": info.spec.name})
+                    log.info("removed %s, left by a daemon that died", info.id)
+
+    async def _sweep(self, record: SessionRecord) -> None:
+        """Take over a dead daemon's session and empty it (else it lingers until its TTL)."""
+        try:
+            await self._context(record.context, record.kubeconfig, resume=record.session_id)
+        except Exception as exc:  # the cluster may be gone: the manager's TTL cleans up then
+            log.warning("could not clean up session %s: %s", record.session_id, exc)
 
     async def _relay(self, handle: ContextHandle) -> None:
         async def traffic() -> None:

@@ -92,9 +92,12 @@ class HandlerSpec(_Strict):
     """A local command run with the intercepted environment; intercepts end with it."""
 
     command: list[str] | str
+    """An argv list, or a string run by ``/bin/sh -c``; its exit code is ``waylay run``'s."""
     env_file: str | None = None
+    """Where to write the environment (relative paths: to the spec file's directory)."""
     env_syntax: Literal["docker", "compose", "sh", "csh", "cmd", "ps"] = "docker"
     cwd: str | None = None
+    """The command's directory (relative paths: to the spec file's directory)."""
 
 
 class Spec(_Strict):

@@ -155,6 +155,11 @@ class TunnelStream:
 StreamHandler = Callable[[TunnelStream], Awaitable[None]]
 
 
+class _Connection(h2.connection.H2Connection):
+    MAX_CLOSED_STREAMS = 4096
+    """h2 remembers this many closed streams (default 65536, ~10 MB on a busy tunnel)."""
+
+
 class H2Mux:
     """One HTTP/2 connection carrying many :class:`TunnelStream` s."""
 
@@ -182,7 +187,7 @@ class H2Mux:
             validate_inbound_headers=False,
             normalize_inbound_headers=False,
         )
-        self._conn = h2.connection.H2Connection(config=config)
+        self._conn = _Connection(config=config)
         self._streams: dict[int, TunnelStream] = {}
         self._dirty = anyio.Event()
         self._drained = anyio.Event()

@@ -1,16 +1,32 @@
-"""Fixtures for core's tests: a real sandbox API server over HTTP."""
+"""Fixtures for core's tests: a real sandbox API server over HTTP, and one demo
+sandbox (``python -m sandbox start --demo``, manager installed) shared by the
+end-to-end modules."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.core.apiserver import SandboxApi, serve_api
+from tests.core.e2ekit import Demo, demo_sandbox
+
+LAST = "test_e2e_team.py"
+"""Switches the shared demo to team mode and uninstalls: runs after the other modules."""
 
 
 @pytest.fixture
 async def api(tmp_path: Path) -> AsyncIterator[SandboxApi]:
     async with serve_api(tmp_path) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+    with demo_sandbox(tmp_path_factory.mktemp("e2e")) as box:
+        yield box
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: item.path.name == LAST)

@@ -11,7 +11,9 @@ request is sent to the demo ingress's address, as a browser resolving
 Covers: a request for ``<token>.D`` goes demo ingress -> manager's router ->
 demo ingress (Host ``hello.waylay.local``) -> the agent -> the developer's
 machine, with the intercept's header and the extra header added, while the
-same request for the app's own host reaches the app; a revoked URL answers the
+same request for the app's own host reaches the app; TLS from the manager's
+pod to the ingress (SNI and Host the L5 hostname) is verified against the
+cluster's CA: shop's certificate passes, a host without one answers 502; a revoked URL answers the
 router's 404 page through the ingress, and so does a URL whose intercept was
 left; re-installing without a preview domain removes the Ingress, the
 Service port and the router (the client API then answers ``unavailable``);
@@ -38,6 +40,7 @@ from core.preview import (
 )
 from core.protocol import AUTO_HEADER, InterceptSpec, PathRule
 from core.session import Session, kube_connector, kube_opener
+from sandbox.demo import HOSTS
 from tests.sandbox.conftest import SandboxHandle
 
 pytestmark = pytest.mark.timeout(240)
@@ -157,6 +160,24 @@ async def _previews_reach_the_workstation(
         status, direct = await get(http, url, "hello.waylay.local")
         assert status == 200 and direct.get("app") == "hello", direct
         assert AUTO_HEADER not in {k.lower() for k in direct["headers"]}
+
+        # TLS from the manager's pod to the ingress, SNI and Host the L5 hostname,
+        # verified against the cluster's CA: shop's certificate passes...
+        shop = PreviewTarget(host="ingress.ingress", port=443, tls=True, hostname=HOSTS[0])
+        tls_entry = await create_cluster_preview(session.request, "hello-default", shop)
+        assert tls_entry is not None
+        orders_url = f"http://{address}/orders/7"
+        tls_host = f"{tls_entry.token}.{DOMAIN}"
+        seen = await wait_status(http, orders_url, tls_host, 200)
+        headers = {k.lower(): v for k, v in seen["headers"].items()}
+        assert seen["app"] == "orders" and headers["x-forwarded-proto"] == "https"
+        assert headers["host"] == HOSTS[0] and headers[AUTO_HEADER] == info.id
+        # ... while hello has no certificate of its own at the ingress: refused.
+        untrusted = PreviewTarget(host="ingress.ingress", port=443, tls=True, hostname=HOSTS[1])
+        bad = await create_cluster_preview(session.request, "hello-default", untrusted)
+        assert bad is not None
+        status, text = await get(http, url, f"{bad.token}.{DOMAIN}")
+        assert status == 502 and "TLS verification" in text, (status, text)
 
         await revoke_cluster_preview(session.request, entry.token)
         page = await wait_status(http, url, host, 404, timeout=5)

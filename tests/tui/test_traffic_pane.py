@@ -83,8 +83,8 @@ async def test_burst_beyond_the_limit_keeps_the_newest() -> None:
         log.events = log.events.__class__(maxlen=50)
         await until(pilot, lambda: source.streaming)
         source.emit(traffic(120))
-        await until(pilot, lambda: len(log.events) == 50 and log.row_count == 50)
-        assert log.get_row_at(49)[3] == "/orders/1119"
+        await until(pilot, lambda: log.row_count == 50 and log.get_row_at(49)[3] == "/orders/1119")
+        assert len(log.events) == 50
         assert log.get_row_at(0)[3] == "/orders/1070"
 
 

@@ -332,8 +332,7 @@ class MainScreen(Screen[None]):
         self.app.push_screen(ConfirmModal(question, detail, yes="Revoke"), answered)
 
     def action_follow(self) -> None:
-        following = self.query_one(TrafficLog).toggle_follow()
-        self.notify("following new traffic" if following else "paused", timeout=2)
+        self.query_one(TrafficLog).toggle_follow()  # its title says which
 
     def action_filter(self) -> None:
         target = "traffic" if isinstance(self.focused, TrafficLog) else "workloads"
