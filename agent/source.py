@@ -34,7 +34,7 @@ class Source:
         """The next message head (ending CRLF CRLF); None at a clean EOF between messages."""
         scanned = 0
         while True:
-            while self.buf[:2] == b"\r\n":  # stray CRLFs between pipelined messages
+            while self.buf.startswith(b"\r\n"):  # stray CRLFs between pipelined messages
                 del self.buf[:2]
             idx = self.buf.find(b"\r\n\r\n", max(0, scanned - 3))
             if idx >= 0:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from typing import Any, cast
 
@@ -180,7 +181,13 @@ class UdpListener(asyncio.DatagramProtocol):
         )
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
+        task.add_done_callback(functools.partial(self._dialled, source))
         return flow
+
+    def _dialled(self, source: Address, task: asyncio.Task[Any]) -> None:
+        """A flow whose app socket could not be made is forgotten (the next datagram retries)."""
+        if task.cancelled() or task.exception() is not None:
+            self.flows.pop(source, None)
 
     async def _sweep(self) -> None:
         while True:

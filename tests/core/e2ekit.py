@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -152,8 +153,11 @@ def hit(
     req = urllib.request.Request(f"http://{target}{path}", headers=headers or {})
     if header:
         req.add_header("x-waylay-intercept-id", header)
-    with urllib.request.urlopen(req, timeout=10) as reply:
-        body = reply.read(300).decode(errors="replace")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as reply:
+            body = reply.read(300).decode(errors="replace")
+    except urllib.error.HTTPError as err:  # an answer all the same (the app's 404s)
+        body = err.read(300).decode(errors="replace")
     return body if body.startswith("local-") else "app"
 
 

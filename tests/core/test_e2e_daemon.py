@@ -37,6 +37,7 @@ async def _everyone(demo: Demo, user: str) -> list[dict[str, Any]]:
 
 async def test_cli_and_tui_client_share_intercepts(demo: Demo) -> None:
     server, port = local_server("s")
+    tui_server, tui_port = local_server("t")
     try:
         demo.waylay(
             "intercept",
@@ -65,7 +66,7 @@ async def test_cli_and_tui_client_share_intercepts(demo: Demo) -> None:
                         "name": "orders-tui",
                         "workload": "orders",
                         "namespace": "shop",
-                        "port": str(port),
+                        "port": str(tui_port),
                         "http_header": ["x-who=tui"],
                     },
                 },
@@ -82,7 +83,7 @@ async def test_cli_and_tui_client_share_intercepts(demo: Demo) -> None:
         human = demo.waylay("status", user="s").stdout
         assert "orders-shop" in human and "orders-tui" in human
         assert hit(demo.orders) == "app"
-        assert hit(demo.orders, headers={"x-who": "tui"}) == "local-s"
+        assert hit(demo.orders, headers={"x-who": "tui"}) == "local-t"
         assert hit(demo.orders, headers={"x-who": "cli"}) == "local-s"
         demo.waylay("leave", "orders-tui", user="s")
         async with await DaemonClient.connect(demo.socket("s"), start=False) as tui:
@@ -91,6 +92,7 @@ async def test_cli_and_tui_client_share_intercepts(demo: Demo) -> None:
         demo.waylay("leave", "orders-shop", user="s")
     finally:
         server.shutdown()
+        tui_server.shutdown()
 
 
 async def test_sigkill_then_restart_then_quit(demo: Demo) -> None:

@@ -115,6 +115,8 @@ def test_bare_replicaset_tcp(demo: Demo) -> None:
     with tcp_server(b"local-billing\n") as port:
         _, out, _ = dev(demo, "intercept", "legacy-billing", "-n", "shop", "--port", f"{port}:tcp")
         assert "ReplicaSet shop/legacy-billing" in out
+        # the agent replaced the bare ReplicaSet's pod: the Service follows within moments
+        eventually(lambda: tcp_read(target) == b"local-billing\n", "billing's traffic to local")
         assert [tcp_read(target) for _ in range(3)] == [b"local-billing\n"] * 3
         dev(demo, "leave", "legacy-billing-shop")
     assert tcp_read(target)[:5] == app_greeting[:5] and not app_greeting.startswith(b"local")

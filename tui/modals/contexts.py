@@ -7,7 +7,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Label, OptionList
+from textual.widgets import Footer, Label, OptionList
 from textual.widgets.option_list import Option
 
 
@@ -27,6 +27,7 @@ class ContextModal(ModalScreen[str | None]):
                 for name in self.contexts
             ]
             yield OptionList(*options, id="ctx-list")
+        yield Footer()
 
     def on_mount(self) -> None:
         listing = self.query_one(OptionList)

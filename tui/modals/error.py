@@ -7,7 +7,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Label, Static
+from textual.widgets import Button, Footer, Label, Static
 
 
 class ErrorModal(ModalScreen[None]):
@@ -38,6 +38,7 @@ class ErrorModal(ModalScreen[None]):
             with Horizontal(classes="modal-buttons"):
                 yield Button("Copy", id="error-copy")
                 yield Button("Close", id="error-close", variant="primary")
+        yield Footer()
 
     def action_copy(self) -> None:
         self.app.copy_to_clipboard(self.text)

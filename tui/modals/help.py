@@ -6,7 +6,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import DataTable, Label
+from textual.widgets import DataTable, Footer, Label
 
 KEYS: tuple[tuple[str, str], ...] = (
     ("↑ ↓  j k", "move in the focused pane"),
@@ -35,6 +35,7 @@ class HelpModal(ModalScreen[None]):
         with VerticalScroll(classes="modal-box", id="help-box"):
             yield Label("waylay keys", classes="modal-title")
             yield DataTable(id="help-keys", cursor_type="none", zebra_stripes=True)
+        yield Footer()
 
     def on_mount(self) -> None:
         table = self.query_one("#help-keys", DataTable)

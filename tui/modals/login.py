@@ -8,7 +8,7 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.validation import Function
-from textual.widgets import Input, Label, Static
+from textual.widgets import Footer, Input, Label, Static
 
 
 def _plausible_key(value: str) -> bool:
@@ -38,6 +38,7 @@ class LoginModal(ModalScreen[str | None]):
                 validate_on=["changed", "submitted"],
             )
             yield Static("", id="login-problem", classes="problem")
+        yield Footer()
 
     @on(Input.Changed, "#login-key")
     def _changed(self, event: Input.Changed) -> None:

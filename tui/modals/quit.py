@@ -9,7 +9,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Label, Static
+from textual.widgets import Button, Footer, Label, Static
 
 QuitChoice = Literal["keep", "leave", "stay"]
 
@@ -48,6 +48,7 @@ class QuitModal(ModalScreen[QuitChoice]):
                     yield Button("Keep running (k)", id="quit-keep", variant="primary")
                 yield Button("Leave them (l)", id="quit-leave", variant="warning")
                 yield Button("Stay (esc)", id="quit-stay")
+        yield Footer()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "choose" and parameters == ("keep",):

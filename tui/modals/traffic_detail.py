@@ -8,7 +8,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import DataTable, Label, Static
+from textual.widgets import DataTable, Footer, Label, Static
 
 from core.protocol import redact
 
@@ -51,6 +51,7 @@ class TrafficDetailModal(ModalScreen[None]):
                 yield DataTable(id="detail-headers", cursor_type="none", show_header=False)
             else:
                 yield Static("(no headers: a TCP connection, or none were sent)", classes="hint")
+        yield Footer()
 
     def on_mount(self) -> None:
         summary = self.query_one("#detail-summary", DataTable)
