@@ -68,6 +68,8 @@ class Agent:
 
     def apply(self, intercepts: list[InterceptInfo]) -> None:
         self.table.apply(intercepts)
+        for listener in self.listeners:
+            listener.replan()
         self.sessions.tell_refusals(self.table.refused)
 
     def apply_snapshot(self, snapshot: InterceptsSnapshot) -> None:

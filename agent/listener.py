@@ -4,6 +4,11 @@
 - a global intercept whose client is connected: a new tunnel stream;
 - personal intercepts with a connected client: the HTTP/1.1 router, or the
   HTTP/2 (prior knowledge) router; other bytes are relayed to the app.
+
+Raw relays live on after the plan changes: when the port gains a personal
+intercept they are armed, and switch to the HTTP router at their next request
+boundary (``agent.switch``), so pooled keep-alive connections are routed too.
+A global intercept takes only new connections; existing ones stay with the app.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from agent.http1 import CHUNK, Http1Session, PortContext, serve_raw_to_app
 from agent.passthrough import Relay
 from agent.relay import Counts, relay_tunnel
 from agent.state import PortPlan
+from agent.switch import Verdict, read_verdict, route_http
 from core.protocol import InterceptInfo, TrafficEvent
 from core.tunnel import TunnelClosed
 
@@ -116,7 +122,11 @@ class PortListener:
         elif self.use_splice:
             self.splices.add(
                 splice.SpliceRelay(
-                    conn, self.ctx.app_host, self.ctx.app_port, on_done=self._splice_done
+                    conn,
+                    self.ctx.app_host,
+                    self.ctx.app_port,
+                    on_done=self._splice_done,
+                    armed=self._switch if self._wants_switch(plan) else None,
                 )
             )
             return
@@ -126,6 +136,63 @@ class PortListener:
             protocol = relay.protocol()
         task = loop.create_task(loop.connect_accepted_socket(lambda: protocol, conn))
         self._track(task)
+
+    # ----------------------------------------- raw -> HTTP at a request boundary
+
+    @staticmethod
+    def _wants_switch(plan: PortPlan) -> bool:
+        return plan.global_ is None and bool(plan.rules)
+
+    def replan(self) -> None:
+        """The port's intercepts changed: arm (or disarm) the raw relays."""
+        armed = self._switch if self._wants_switch(self.ctx.plan()) else None
+        for relay in self.splices:
+            relay.armed = armed
+
+    def _switch(self, relay: splice.SpliceRelay) -> bool:
+        """A raw relay is at a request boundary: take it over if a personal intercept is live."""
+        plan = self.ctx.plan()
+        if not self._wants_switch(plan):
+            relay.armed = None
+            return False
+        if not any(self.ctx.sessions.live(rule.session_id) for rule in plan.rules):
+            return False  # nobody to route to yet: stay raw, try again next time
+        down, up = relay.detach()
+        self._track(asyncio.get_running_loop().create_task(self._decide(down, up)))
+        return True
+
+    async def _decide(self, down: socket.socket, up: socket.socket) -> None:
+        try:
+            verdict, first = await read_verdict(down, self.ctx.head_timeout)
+        except OSError:  # the client reset
+            self._reset_pair(down, up)
+            return
+        except BaseException:  # the agent is stopping
+            self._reset_pair(down, up)
+            raise
+        if verdict is Verdict.HTTP:
+            try:
+                await route_http(self.ctx, down, up, first)
+            except Exception:
+                log.exception("switched connection handler failed")
+            return
+        self.splices.add(
+            splice.SpliceRelay(
+                down,
+                self.ctx.app_host,
+                self.ctx.app_port,
+                up=up,
+                prefix=first,
+                on_done=self._splice_done,
+            )
+        )
+
+    @staticmethod
+    def _reset_pair(down: socket.socket, up: socket.socket) -> None:
+        for sock in (down, up):
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, splice.LINGER_RESET)
+            sock.close()
 
     def _track(self, task: asyncio.Task[Any]) -> None:
         self.tasks.add(task)

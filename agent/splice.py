@@ -8,6 +8,13 @@ becomes ``shutdown(SHUT_WR)`` on the other side (half-close kept); an error
 such as ECONNRESET resets the other side too (``SO_LINGER`` 0). Measured on
 this machine: ~1.4x the throughput of the asyncio-protocol relay in
 ``agent.passthrough`` (which remains the fallback where splice is missing).
+
+A relay can be *armed* (``armed``: a callback) when its port gains a personal
+intercept: at the next request boundary -- the app has answered since the
+client last spoke, both pipes are empty, the app has nothing more pending, and
+the client starts sending again -- the callback may take the two sockets over
+(:meth:`SpliceRelay.detach`) to route requests one by one (see
+``agent.switch``). An unarmed relay pays one attribute store per read for this.
 """
 
 from __future__ import annotations
@@ -32,8 +39,12 @@ CONNECT_TIMEOUT = 10.0
 class _Pump:
     """One direction: src socket -> pipe -> dst socket."""
 
-    def __init__(self, relay: SpliceRelay, src: socket.socket, dst: socket.socket) -> None:
+    def __init__(
+        self, relay: SpliceRelay, src: socket.socket, dst: socket.socket, *, client: bool
+    ) -> None:
         self.relay = relay
+        self.client = client
+        """True for client -> app."""
         self.src = src
         self.dst = dst
         self.pipe: tuple[int, int] | None = None
@@ -64,6 +75,9 @@ class _Pump:
         self.writing = on
 
     def _readable(self) -> None:
+        relay = self.relay
+        if relay.armed is not None and self.client and relay.turn_client and relay.offer():
+            return
         if self.pipe is None:
             r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
             with contextlib.suppress(OSError):
@@ -82,6 +96,7 @@ class _Pump:
         else:
             self.buffered += n
             self.bytes += n
+            relay.turn_client = not self.client
         self._drain()
 
     def _drain(self) -> None:
@@ -128,19 +143,31 @@ class SpliceRelay:
         app_port: int,
         *,
         on_done: Callable[[SpliceRelay], None] | None = None,
+        armed: Callable[[SpliceRelay], bool] | None = None,
+        up: socket.socket | None = None,
+        prefix: bytes = b"",
     ) -> None:
+        """Dial the app, or (``up``) carry on over an app connection already open,
+        first sending it ``prefix`` (client bytes read while deciding a switch)."""
         self.loop = asyncio.get_running_loop()
         self.down = down
-        self.up: socket.socket | None = None
+        self.up: socket.socket | None = up
         self.app = (app_host, app_port)
         self.on_done = on_done
+        self.armed = armed
+        """Called at a request boundary; True when it took the sockets over."""
+        self.turn_client = True
+        """The app has answered since the client last sent (or nobody has sent yet)."""
         self.closed = False
         self.failed = ""
         self.started = time.monotonic()
         self.pumps: list[_Pump] = []
         self._halves = 0
         down.setblocking(False)
-        self.task = self.loop.create_task(self._connect())
+        if up is None:
+            self.task = self.loop.create_task(self._connect())
+        else:
+            self.task = self.loop.create_task(self._resume(up, prefix))
 
     @property
     def bytes_in(self) -> int:
@@ -166,9 +193,54 @@ class SpliceRelay:
             return
         if self.closed:
             return
-        self.pumps = [_Pump(self, self.down, up), _Pump(self, up, self.down)]
+        self._start(up)
+
+    async def _resume(self, up: socket.socket, prefix: bytes) -> None:
+        up.setblocking(False)
+        if prefix:
+            try:
+                async with asyncio.timeout(CONNECT_TIMEOUT):
+                    await self.loop.sock_sendall(up, prefix)
+            except (OSError, TimeoutError):
+                self.reset()
+                return
+        if not self.closed:
+            self._start(up)
+
+    def _start(self, up: socket.socket) -> None:
+        self.pumps = [
+            _Pump(self, self.down, up, client=True),
+            _Pump(self, up, self.down, client=False),
+        ]
         for pump in self.pumps:
             pump.start()
+
+    def offer(self) -> bool:
+        """At a request boundary, let ``armed`` take the connection; True if it did."""
+        to_app, to_client = self.pumps
+        if to_app.buffered or to_client.buffered or to_client.eof or self.up is None:
+            return False
+        try:
+            pending = self.up.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            pending = b""
+        except OSError:
+            return False
+        if pending:  # the app is still answering: not a boundary yet
+            return False
+        assert self.armed is not None
+        return self.armed(self)
+
+    def detach(self) -> tuple[socket.socket, socket.socket]:
+        """Stop relaying and hand over both sockets (both pipes are empty)."""
+        assert self.up is not None and not self.closed
+        self.closed = True
+        for pump in self.pumps:
+            pump.stop()
+        if self.on_done is not None:
+            cb, self.on_done = self.on_done, None
+            cb(self)
+        return self.down, self.up
 
     def half_done(self) -> None:
         self._halves += 1

@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import os
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -25,6 +22,7 @@ import anyio.abc
 from anyio.streams.buffered import BufferedByteReceiveStream
 from pydantic import TypeAdapter, ValidationError
 
+from core.daemon_line import spawn_daemon
 from core.daemon_protocol import (
     DaemonError,
     DaemonProgress,
@@ -100,17 +98,7 @@ class DaemonClient:
 
     @staticmethod
     def _spawn(path: Path) -> None:
-        env = dict(os.environ, WAYLAY_DAEMON_SOCKET=str(path))
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        subprocess.Popen(
-            [sys.executable, "-m", "core.daemon"],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-            close_fds=True,
-        )
+        spawn_daemon(path)
 
     async def aclose(self) -> None:
         with contextlib.suppress(Exception):

@@ -12,11 +12,11 @@ with the ``version-skew`` error and the client tells the user to run
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from core.daemon_line import socket_path
 
 __all__ = [
     "DaemonError",
@@ -80,14 +80,3 @@ class DaemonPush(_Line):
     kind: Literal["push"] = "push"
     topic: Literal["traffic", "intercept", "session"]
     data: dict[str, Any]
-
-
-def socket_path() -> Path:
-    """``$WAYLAY_DAEMON_SOCKET``, else ``$XDG_RUNTIME_DIR/waylay/daemon.sock``,
-    else ``~/.cache/waylay/daemon.sock``."""
-    explicit = os.environ.get("WAYLAY_DAEMON_SOCKET")
-    if explicit:
-        return Path(explicit)
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    base = Path(runtime) / "waylay" if runtime else Path.home() / ".cache" / "waylay"
-    return base / "daemon.sock"
