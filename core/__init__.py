@@ -7,6 +7,7 @@ through its module (``core.kube``, ``core.spec``, ...).
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 from core.errors import (
@@ -35,28 +36,39 @@ from core.errors import (
     VersionSkew,
     WaylayError,
 )
-from core.models import (
-    AgentState,
-    ContextInfo,
-    NamespaceInfo,
-    ServicePortInfo,
-    ServiceRef,
-    WorkloadInfo,
-    WorkloadKind,
-)
 
 if TYPE_CHECKING:
     from core.discovery import Change, Discovery
+    from core.models import (
+        AgentState,
+        ContextInfo,
+        NamespaceInfo,
+        ServicePortInfo,
+        ServiceRef,
+        WorkloadInfo,
+        WorkloadKind,
+    )
+
+_LAZY = {
+    # Discovery pulls in the kubernetes client, the view models pydantic: agents,
+    # the manager and the CLI's fast paths should not pay for what they do not use.
+    "Change": "core.discovery",
+    "Discovery": "core.discovery",
+    "AgentState": "core.models",
+    "ContextInfo": "core.models",
+    "NamespaceInfo": "core.models",
+    "ServicePortInfo": "core.models",
+    "ServiceRef": "core.models",
+    "WorkloadInfo": "core.models",
+    "WorkloadKind": "core.models",
+}
 
 
 def __getattr__(name: str) -> Any:
-    # Discovery pulls in the kubernetes client; agents and the manager, which
-    # import core.protocol, should not pay for it.
-    if name in ("Change", "Discovery"):
-        from core import discovery
-
-        return getattr(discovery, name)
-    raise AttributeError(f"module 'core' has no attribute {name!r}")
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'core' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
 
 
 __all__ = [

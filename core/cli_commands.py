@@ -44,10 +44,12 @@ def _discover_workloads(args: argparse.Namespace) -> list[WorkloadInfo]:
 
     context, kubeconfig = config.resolve(args.context, args.kubeconfig)
 
+    intercepts = daemon_intercepts(context, kubeconfig)
+
     async def body() -> list[WorkloadInfo]:
         async with await Discovery.connect(context, kubeconfig) as disc:
             namespace = None if args.all_namespaces else (args.namespace or disc.context.namespace)
-            disc.set_intercepts(await daemon_intercepts(context, kubeconfig))
+            disc.set_intercepts(intercepts)
             return await disc.workloads(namespace)
 
     return anyio.run(body)

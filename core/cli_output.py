@@ -7,9 +7,6 @@ import sys
 from collections.abc import Sequence
 from typing import Any, Literal, TextIO
 
-import yaml
-from pydantic import BaseModel
-
 from core.errors import WaylayError
 
 __all__ = ["Output", "print_error", "table", "to_data"]
@@ -19,7 +16,7 @@ Output = Literal["human", "json", "yaml"]
 
 def to_data(value: Any) -> Any:
     """Models (and lists/dicts of them) as plain JSON-able data."""
-    if isinstance(value, BaseModel):
+    if hasattr(value, "model_dump"):  # a pydantic model (not imported: the CLI starts faster)
         return value.model_dump(mode="json", by_alias=True)
     if isinstance(value, dict):
         return {k: to_data(v) for k, v in value.items()}
@@ -34,6 +31,8 @@ def emit(value: Any, output: Output, human: str, out: TextIO | None = None) -> N
     if output == "json":
         stream.write(json.dumps(to_data(value), indent=2) + "\n")
     elif output == "yaml":
+        import yaml
+
         stream.write(yaml.safe_dump(to_data(value), sort_keys=False))
     else:
         stream.write(human if human.endswith("\n") or not human else human + "\n")

@@ -15,17 +15,16 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import anyio
-from pydantic import SecretStr
-
-from core import config, credentials, envfile
+from core import envfile
 from core.cli_output import emit, print_error, table
-from core.daemon_client import DaemonClient, remote_error
+from core.daemon_line import LineClient, remote
 from core.errors import DaemonUnavailable, InvalidSpec, WaylayError
-from core.protocol import AUTO_HEADER, ClientHello, InterceptInfo
 
 if TYPE_CHECKING:
+    from pydantic import SecretStr
+
     from core.manager_client import ManagerClient
+    from core.protocol import InterceptInfo
 
 __all__ = [
     "apikey",
@@ -39,19 +38,36 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+AUTO_HEADER = "x-waylay-intercept-id"
+"""``core.protocol.AUTO_HEADER`` (tests/core/test_daemon_line.py keeps them equal)."""
+
+# The daemon verbs (intercept, leave, quit, status, run) import only the standard
+# library and the light core modules: `waylay intercept` starts fast. The daemon
+# resolves the context; pydantic, anyio and the kubernetes client load only for
+# the verbs that talk to the manager or the cluster themselves.
 
 
-def _target(args: argparse.Namespace) -> tuple[str, str]:
-    """(context name, kubeconfig path list) resolved here, so the daemon uses the same."""
+def _kubeconfig(args: argparse.Namespace) -> str:
+    """The kubeconfig files in effect, made explicit for the daemon (see ``core.config``)."""
+    raw = args.kubeconfig or os.environ.get("KUBECONFIG", "")
+    files = [str(Path(p).expanduser()) for p in raw.split(os.pathsep) if p]
+    return os.pathsep.join(files) or str(Path("~/.kube/config").expanduser())
+
+
+def _target(args: argparse.Namespace) -> tuple[str | None, str]:
+    """(context as given, kubeconfig files): the daemon makes the context explicit."""
+    return args.context, _kubeconfig(args)
+
+
+def _resolved(args: argparse.Namespace) -> tuple[str, str]:
+    """(context name, kubeconfig files), resolved here (for direct manager sessions)."""
+    from core import config
+
     return config.resolve(args.context, args.kubeconfig)
 
 
-def _with_daemon(fn: Callable[[DaemonClient], Awaitable[T]], *, start: bool = True) -> T:
-    async def body() -> T:
-        async with await DaemonClient.connect(start=start) as client:
-            return await fn(client)
-
-    return anyio.run(body)
+def _daemon(*, start: bool = True) -> LineClient:
+    return LineClient.connect(start=start)
 
 
 def _progress(args: argparse.Namespace) -> Callable[[str], None]:
@@ -62,27 +78,30 @@ def _progress(args: argparse.Namespace) -> Callable[[str], None]:
     return say
 
 
-def _describe(info: InterceptInfo) -> str:
-    s = info.spec
-    port = s.service_port_name or str(s.service_port)
+def _describe(info: dict[str, Any]) -> str:
+    """An intercept (``InterceptInfo`` as JSON) for people."""
+    s = info["spec"]
+    port = s.get("service_port_name") or str(s.get("service_port"))
     lines = [
-        f"Intercept {s.name!r}: {s.workload_kind} {s.namespace}/{s.workload}, "
-        f"service {s.service} port {port} -> {s.local_address}:{s.local_port}",
+        f"Intercept {s['name']!r}: {s['workload_kind']} {s['namespace']}/{s['workload']}, "
+        f"service {s['service']} port {port} -> {s['local_address']}:{s['local_port']}",
     ]
-    if s.mechanism == "tcp":
+    headers: dict[str, str] = s.get("headers") or {}
+    if s.get("mechanism") == "tcp":
         lines.append("  global: every connection to the service port comes to this machine")
     else:
-        rules = [f"{k}: {v}" for k, v in s.headers.items()]
-        if s.path is not None:
-            rules.append(f"path {s.path.kind} {s.path.value}")
+        rules = [f"{k}: {v}" for k, v in headers.items()]
+        if s.get("path"):
+            rules.append(f"path {s['path']['kind']} {s['path']['value']}")
         lines.append("  personal: only requests matching " + ("; ".join(rules) or "everything"))
-        if AUTO_HEADER in s.headers and not s.preview_url:
+        if AUTO_HEADER in headers and not s.get("preview_url"):
             lines.append(
-                f"  set this header on your requests:  {AUTO_HEADER}: {s.headers[AUTO_HEADER]}"
+                f"  set this header on your requests:  {AUTO_HEADER}: {headers[AUTO_HEADER]}"
             )
-    if s.preview_url:
-        lines.append(f"  preview URL: {s.preview_url}")
-    lines.append(f"  state: {info.state}{f' ({info.message})' if info.message else ''}")
+    if s.get("preview_url"):
+        lines.append(f"  preview URL: {s['preview_url']}")
+    message = info.get("message")
+    lines.append(f"  state: {info['state']}{f' ({message})' if message else ''}")
     return "\n".join(lines)
 
 
@@ -107,27 +126,29 @@ def _request_from_args(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _print_warnings(client: DaemonClient, args: argparse.Namespace) -> None:
+def _print_warnings(client: LineClient) -> None:
     for warning in client.last_warnings:
-        print_error(remote_error(warning), "human")
+        print_error(remote(warning), "human")
 
 
-async def _intercept_one(
-    client: DaemonClient,
+def _intercept_one(
+    client: LineClient,
     args: argparse.Namespace,
     request: dict[str, Any],
-    context: str,
+    context: str | None,
     kubeconfig: str,
-) -> tuple[InterceptInfo, dict[str, str]]:
-    result = await client.call(
+) -> tuple[str, dict[str, Any], dict[str, str]]:
+    """(the context's name, the intercept as JSON, the workload's environment)."""
+    result = client.call(
         "intercept",
         {"context": context, "kubeconfig": kubeconfig, "request": request},
         progress=_progress(args),
     )
-    _print_warnings(client, args)
-    info = InterceptInfo.model_validate(result["intercept"])
-    env: dict[str, str] = await client.call("env", {"name": info.spec.name, "context": context})
-    return info, env
+    _print_warnings(client)
+    info: dict[str, Any] = result["intercept"]
+    name = str(result.get("context") or context or "")
+    env: dict[str, str] = client.call("env", {"name": info["spec"]["name"], "context": name})
+    return name, info, env
 
 
 def _export_env(args: argparse.Namespace, env: dict[str, str]) -> None:
@@ -148,33 +169,37 @@ def _run_command(command: list[str], env: dict[str, str], cwd: str | None = None
 def intercept(args: argparse.Namespace) -> int:
     context, kubeconfig = _target(args)
     command = [c for c in (args.command_ or []) if c != "--"]
-
-    async def body(client: DaemonClient) -> tuple[InterceptInfo, dict[str, str]]:
-        return await _intercept_one(client, args, _request_from_args(args), context, kubeconfig)
-
-    info, env = _with_daemon(body)
+    with _daemon() as client:
+        name, info, env = _intercept_one(
+            client, args, _request_from_args(args), context, kubeconfig
+        )
     _export_env(args, env)
     emit({"intercept": info, "env_file": args.env_file}, args.output, _describe(info))
     if not command:
         return 0
-    code = _run_command(command, env)
-    _with_daemon(lambda c: c.call("leave", {"name": info.spec.name, "context": context}))
-    return code
+    try:
+        return _run_command(command, env)
+    finally:
+        with _daemon() as client:
+            client.call("leave", {"name": info["spec"]["name"], "context": name})
 
 
 def leave(args: argparse.Namespace) -> int:
-    context = args.context
-    result = _with_daemon(
-        lambda c: c.call("leave", {"name": args.name, "context": context}), start=False
+    with _daemon(start=False) as client:
+        result = client.call("leave", {"name": args.name, "context": args.context})
+    info = result["intercept"]
+    emit(
+        info,
+        args.output,
+        f"Left intercept {info['spec']['name']!r}; traffic goes to the app again.",
     )
-    info = InterceptInfo.model_validate(result["intercept"])
-    emit(info, args.output, f"Left intercept {info.spec.name!r}; traffic goes to the app again.")
     return 0
 
 
 def quit_(args: argparse.Namespace) -> int:
     try:
-        _with_daemon(lambda c: c.call("quit"), start=False)
+        with _daemon(start=False) as client:
+            client.call("quit")
     except DaemonUnavailable:
         emit({"running": False}, args.output, "The waylay daemon is not running.")
         return 0
@@ -189,7 +214,8 @@ def status(args: argparse.Namespace) -> int:
     cluster, human = cluster_status(args)
     code = 0 if cluster["reachable"] else 1
     try:
-        data: dict[str, Any] | None = _with_daemon(lambda c: c.call("status"), start=False)
+        with _daemon(start=False) as client:
+            data: dict[str, Any] | None = client.call("status")
     except DaemonUnavailable:
         data = None
     if data is None:
@@ -204,16 +230,16 @@ def _daemon_text(data: dict[str, Any]) -> str:
     rows = []
     for s in data["sessions"]:
         for i in s["intercepts"]:
-            info = InterceptInfo.model_validate(i)
-            port = info.spec.service_port_name or str(info.spec.service_port)
+            spec = i["spec"]
+            port = spec.get("service_port_name") or str(spec.get("service_port"))
             rows.append(
                 [
                     s["context"],
-                    info.spec.name,
-                    f"{info.spec.namespace}/{info.spec.workload}",
-                    f"{info.spec.service}:{port}",
-                    f"{info.spec.local_address}:{info.spec.local_port}",
-                    info.state,
+                    spec["name"],
+                    f"{spec['namespace']}/{spec['workload']}",
+                    f"{spec['service']}:{port}",
+                    f"{spec['local_address']}:{spec['local_port']}",
+                    i["state"],
                 ]
             )
     sessions = ", ".join(
@@ -231,9 +257,7 @@ def run_spec(args: argparse.Namespace) -> int:
     from core.spec import load_spec
 
     spec = load_spec(args.file)
-    context, kubeconfig = _target(
-        argparse.Namespace(context=spec.context or args.context, kubeconfig=args.kubeconfig)
-    )
+    context, kubeconfig = spec.context or args.context, _kubeconfig(args)
     requests = []
     for w in spec.workloads:
         for entry in w.intercepts:
@@ -262,20 +286,17 @@ def run_spec(args: argparse.Namespace) -> int:
                 }
             )
 
-    async def body(client: DaemonClient) -> list[tuple[InterceptInfo, dict[str, str]]]:
-        made = []
+    made: list[tuple[str, dict[str, Any], dict[str, str]]] = []
+    with _daemon() as client:
         for req in requests:
-            made.append(await _intercept_one(client, args, req, context, kubeconfig))
-        return made
-
-    made = _with_daemon(body)
+            made.append(_intercept_one(client, args, req, context, kubeconfig))
     env: dict[str, str] = {}
-    for info, found in made:
+    for _, info, found in made:
         env.update(found)
         if args.output == "human":
             print(_describe(info))
     if spec.handler is None:
-        emit([i for i, _ in made], args.output, "")
+        emit([i for _, i, _ in made], args.output, "")
         return 0
     here = Path(args.file).resolve().parent  # relative paths in the file are relative to it
     cwd = here / spec.handler.cwd if spec.handler.cwd else None
@@ -286,23 +307,21 @@ def run_spec(args: argparse.Namespace) -> int:
     try:
         return _run_command(argv, env, str(cwd) if cwd else None)
     finally:
-        names = [info.spec.name for info, _ in made]
-
-        async def leave_all(client: DaemonClient) -> None:
-            for name in names:
+        with _daemon() as client:
+            for where, info, _ in made:
                 try:
-                    await client.call("leave", {"name": name, "context": context})
+                    client.call("leave", {"name": info["spec"]["name"], "context": where})
                 except WaylayError as err:
                     print_error(err)
 
-        _with_daemon(leave_all)
 
-
-async def daemon_intercepts(context: str, kubeconfig: str) -> list[InterceptInfo]:
+def daemon_intercepts(context: str, kubeconfig: str) -> list[InterceptInfo]:
     """Everyone's intercepts, when the daemon runs and the manager answers; else []."""
+    from core.protocol import InterceptInfo
+
     try:
-        async with await DaemonClient.connect(start=False) as client:
-            found = await client.call(
+        with _daemon(start=False) as client:
+            found = client.call(
                 "intercepts", {"all": True, "context": context, "kubeconfig": kubeconfig}
             )
     except WaylayError:
@@ -317,11 +336,14 @@ def _with_manager(
     args: argparse.Namespace, api_key: SecretStr | None, fn: Callable[[ManagerClient], Awaitable[T]]
 ) -> T:
     # the kubernetes client and aiohttp load only for the verbs that need them
+    import anyio
+
     from core.kube import Kube
     from core.manager_client import ManagerClient
+    from core.protocol import ClientHello
     from core.session import client_name, kube_connector
 
-    context, kubeconfig = _target(args)
+    context, kubeconfig = _resolved(args)
 
     async def body() -> T:
         kube = await anyio.to_thread.run_sync(Kube.from_kubeconfig, kubeconfig, context)
@@ -343,7 +365,11 @@ def _with_manager(
 def login(args: argparse.Namespace) -> int:
     import getpass
 
-    context, _ = _target(args)
+    from pydantic import SecretStr
+
+    from core import credentials
+
+    context, _ = _resolved(args)
     raw = args.api_key or getpass.getpass(f"API key for context {context!r}: ")
     key = SecretStr(raw.strip())
     if not key.get_secret_value():
@@ -368,7 +394,9 @@ def login(args: argparse.Namespace) -> int:
 
 
 def apikey(args: argparse.Namespace) -> int:
-    context, _ = _target(args)
+    from core import credentials
+
+    context, _ = _resolved(args)
     key = credentials.get_api_key(context)
 
     async def act(client: ManagerClient) -> Any:

@@ -25,7 +25,7 @@ import anyio.abc
 from anyio.streams.buffered import BufferedByteReceiveStream
 from pydantic import ValidationError
 
-from core import credentials
+from core import config, credentials
 from core.daemon_previews import PreviewAnswers, Previews
 from core.daemon_protocol import (
     DaemonError,
@@ -74,6 +74,8 @@ class ContextHandle:
 
 ContextFactory = Callable[[str | None, str | None], Awaitable[ContextHandle]]
 """(context, kubeconfig) -> a handle whose session is not started yet."""
+Resolver = Callable[[str | None, str | None], tuple[str, str]]
+"""(context or None, kubeconfig files or None) -> the explicit (context name, files)."""
 
 
 async def kube_context(context: str | None, kubeconfig: str | None) -> ContextHandle:
@@ -123,6 +125,9 @@ def _listening(address: str, port: int) -> bool:
 class Daemon:
     path: Path = field(default_factory=socket_path)
     factory: ContextFactory = kube_context
+    resolve: Resolver | None = None
+    """Makes "the current context of these files" explicit, so a client that names the
+    context and one that does not share a session (``config.resolve`` in production)."""
     contexts: dict[tuple[str | None, str | None], ContextHandle] = field(default_factory=dict)
     _tg: anyio.abc.TaskGroup | None = None
     _stop: anyio.Event = field(default_factory=anyio.Event)
@@ -380,6 +385,8 @@ class Daemon:
     ) -> ContextHandle:
         """The context's handle, its session opened on first use (one per context even
         when requests race). ``resume``: a dead daemon's session id to take over."""
+        if self.resolve is not None:
+            context, kubeconfig = self.resolve(context, kubeconfig)
         key = (context, kubeconfig)
         async with self._opening.setdefault(key, anyio.Lock()):
             handle = self.contexts.get(key)
@@ -552,7 +559,7 @@ def main() -> None:
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
     try:
-        anyio.run(Daemon(path).serve)
+        anyio.run(Daemon(path, resolve=config.resolve).serve)
     except WaylayError as err:
         print(f"waylay daemon: {err.title}", file=sys.stderr)
         sys.exit(1)
