@@ -34,6 +34,8 @@ from core.tunnel import TunnelClosed
 
 log = logging.getLogger(__name__)
 
+MAX_MISSES = 3
+"""Boundaries at which a raw connection's client sent no request line before it stays raw."""
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 _METHOD = re.compile(rb"[A-Z]{1,20} ")
 _PARTIAL_METHOD = re.compile(rb"[A-Z]{0,20}")
@@ -56,6 +58,8 @@ class PortListener:
         self.tasks: set[asyncio.Task[Any]] = set()
         self.relays: set[Relay] = set()
         self.splices: set[splice.SpliceRelay] = set()
+        self.switched = 0
+        """Raw connections handed to the HTTP router at a request boundary so far."""
 
     @property
     def address(self) -> tuple[str, int]:
@@ -131,7 +135,12 @@ class PortListener:
             )
             return
         else:
-            relay = Relay(self.ctx.app_host, self.ctx.app_port, on_done=self._relay_done)
+            relay = Relay(
+                self.ctx.app_host,
+                self.ctx.app_port,
+                on_done=self._relay_done,
+                armed=self._switch_relay if self._wants_switch(plan) else None,
+            )
             self.relays.add(relay)
             protocol = relay.protocol()
         task = loop.create_task(loop.connect_accepted_socket(lambda: protocol, conn))
@@ -148,22 +157,52 @@ class PortListener:
         armed = self._switch if self._wants_switch(self.ctx.plan()) else None
         for relay in self.splices:
             relay.armed = armed
+        for fallback in self.relays:
+            fallback.armed = self._switch_relay if armed is not None else None
+        raw = len(self.splices) + len(self.relays)
+        if armed is not None and raw:
+            log.info(
+                "port %d: %d raw connection(s) switch to HTTP routing at their next request",
+                self.ctx.service_port,
+                raw,
+            )
+
+    def _may_switch(self) -> bool | None:
+        """None: the port no longer wants switching; False: not now (no live client)."""
+        plan = self.ctx.plan()
+        if not self._wants_switch(plan):
+            return None
+        return any(self.ctx.sessions.live(rule.session_id) for rule in plan.rules)
 
     def _switch(self, relay: splice.SpliceRelay) -> bool:
         """A raw relay is at a request boundary: take it over if a personal intercept is live."""
-        plan = self.ctx.plan()
-        if not self._wants_switch(plan):
+        may = self._may_switch()
+        if may is None:
             relay.armed = None
-            return False
-        if not any(self.ctx.sessions.live(rule.session_id) for rule in plan.rules):
+        if not may:
             return False  # nobody to route to yet: stay raw, try again next time
         down, up = relay.detach()
-        self._track(asyncio.get_running_loop().create_task(self._decide(down, up)))
+        task = self._decide(down, up, misses=relay.misses)
+        self._track(asyncio.get_running_loop().create_task(task))
         return True
 
-    async def _decide(self, down: socket.socket, up: socket.socket) -> None:
+    def _switch_relay(self, relay: Relay, data: bytes) -> bool:
+        """The same for the fallback relay, which has already read the client's bytes."""
+        may = self._may_switch()
+        if may is None:
+            relay.armed = None
+        if not may:
+            return False
+        down, up = relay.detach()
+        task = self._decide(down, up, data, misses=relay.misses)
+        self._track(asyncio.get_running_loop().create_task(task))
+        return True
+
+    async def _decide(
+        self, down: socket.socket, up: socket.socket, first: bytes = b"", *, misses: int = 0
+    ) -> None:
         try:
-            verdict, first = await read_verdict(down, self.ctx.head_timeout)
+            verdict, first = await read_verdict(down, self.ctx.head_timeout, first)
         except OSError:  # the client reset
             self._reset_pair(down, up)
             return
@@ -171,21 +210,45 @@ class PortListener:
             self._reset_pair(down, up)
             raise
         if verdict is Verdict.HTTP:
+            self.switched += 1
+            log.debug("port %d: a raw connection switched to HTTP routing", self.ctx.service_port)
             try:
                 await route_http(self.ctx, down, up, first)
             except Exception:
                 log.exception("switched connection handler failed")
             return
-        self.splices.add(
-            splice.SpliceRelay(
+        # Not a request line (e.g. a body after 100 Continue): stay raw, and look
+        # again at the next boundary unless this keeps happening or the client closed.
+        again = bool(first) and misses + 1 < MAX_MISSES
+        if self.use_splice:
+            resumed = splice.SpliceRelay(
                 down,
                 self.ctx.app_host,
                 self.ctx.app_port,
                 up=up,
                 prefix=first,
                 on_done=self._splice_done,
+                armed=self._switch if again else None,
             )
+            resumed.misses = misses + 1
+            self.splices.add(resumed)
+            return
+        relay = Relay(
+            self.ctx.app_host,
+            self.ctx.app_port,
+            on_done=self._relay_done,
+            armed=self._switch_relay if again else None,
+            up_sock=up,
+            prefix=first,
         )
+        relay.misses = misses + 1
+        self.relays.add(relay)
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.connect_accepted_socket(relay.protocol, down)
+        except OSError:
+            self.relays.discard(relay)
+            self._reset_pair(down, up)
 
     @staticmethod
     def _reset_pair(down: socket.socket, up: socket.socket) -> None:

@@ -6,12 +6,18 @@ read from one side are written to the other in the same callback, and a full
 write buffer on one side pauses reading on the other. Half-closes are passed
 on (``write_eof``), a reset on one side resets the other (``SO_LINGER`` 0), and
 an idle connection stays idle forever, as with a direct connection.
+
+Like ``agent.splice``'s relay, one can be *armed* to hand its connection over
+at a request boundary (the client speaks again after the app answered, nothing
+is buffered either way); here the client's first bytes have already been read
+and go along with the two sockets.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 import struct
 import time
@@ -55,6 +61,13 @@ class _Side(asyncio.Protocol):
         self.relay.side_made(self)
 
     def data_received(self, data: bytes) -> None:
+        relay = self.relay
+        if self is relay.down:
+            if relay.armed is not None and relay.turn_client and relay.offer(data):
+                return
+            relay.turn_client = False
+        else:
+            relay.turn_client = True
         self.bytes += len(data)
         peer = self.other.transport
         if peer is not None and not peer.is_closing():
@@ -91,6 +104,9 @@ class _Side(asyncio.Protocol):
             t.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.relay.detached:
+            self.relay.finish()
+            return
         self.relay.side_lost(self, exc)
 
 
@@ -103,11 +119,23 @@ class Relay:
         app_port: int,
         *,
         on_done: Callable[[Relay], None] | None = None,
+        armed: Callable[[Relay, bytes], bool] | None = None,
+        up_sock: socket.socket | None = None,
+        prefix: bytes = b"",
     ) -> None:
+        """Dial the app, or (``up_sock``) carry on over an app connection already open,
+        first sending it ``prefix`` (client bytes read while deciding a switch)."""
         self.app = (app_host, app_port)
+        self.armed = armed
+        """Called at a request boundary with the client's bytes; True when it took over."""
+        self.turn_client = True
+        self.misses = 0
+        """Boundaries at which the client did not send a request line (see ``armed``)."""
+        self.detached = False
+        self._up_sock = up_sock
         self.down = _Side(self, "down")
         self.up = _Side(self, "up")
-        self.pending: list[bytes] = []
+        self.pending: list[bytes] = [prefix] if prefix else []
         self.pending_eof = False
         self.started = time.monotonic()
         self.peer = ""
@@ -131,7 +159,10 @@ class Relay:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT):
-                await loop.create_connection(lambda: self.up, *self.app)
+                if self._up_sock is not None:
+                    await loop.create_connection(lambda: self.up, sock=self._up_sock)
+                else:
+                    await loop.create_connection(lambda: self.up, *self.app)
         except (OSError, TimeoutError) as exc:
             self.failed = f"app unreachable: {exc}"
             reset(self.down.transport)
@@ -162,6 +193,32 @@ class Relay:
         self._lost += 1
         if self._lost == 2 or (side is self.down and self.up.transport is None):
             self._finish()
+
+    def offer(self, data: bytes) -> bool:
+        """At a request boundary, let ``armed`` take the connection (and ``data``)."""
+        down, up = self.down.transport, self.up.transport
+        if down is None or up is None or up.is_closing() or self.up.eof_in:
+            return False
+        if down.get_write_buffer_size() or up.get_write_buffer_size() or self.pending:
+            return False
+        assert self.armed is not None
+        return self.armed(self, data)
+
+    def detach(self) -> tuple[socket.socket, socket.socket]:
+        """Stop relaying; the two connections continue on new sockets (dups of ours)."""
+        socks: list[socket.socket] = []
+        self.detached = True
+        for side in (self.down, self.up):
+            transport = side.transport
+            assert transport is not None
+            transport.pause_reading()
+            fd = os.dup(transport.get_extra_info("socket").fileno())
+            socks.append(socket.socket(fileno=fd))
+            transport.abort()  # nothing is buffered: closing our fd leaves the dup open
+        return socks[0], socks[1]
+
+    def finish(self) -> None:
+        self._finish()
 
     def _finish(self) -> None:
         if self._on_done is not None:

@@ -158,6 +158,8 @@ class SpliceRelay:
         """Called at a request boundary; True when it took the sockets over."""
         self.turn_client = True
         """The app has answered since the client last sent (or nobody has sent yet)."""
+        self.misses = 0
+        """Boundaries at which the client did not send a request line (see ``armed``)."""
         self.closed = False
         self.failed = ""
         self.started = time.monotonic()

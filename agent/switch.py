@@ -49,10 +49,14 @@ def classify(data: bytes) -> Verdict:
     return Verdict.RAW
 
 
-async def read_verdict(sock: socket.socket, timeout: float) -> tuple[Verdict, bytes]:
-    """Read the client's next bytes until they decide; EOF or a stall means raw."""
+async def read_verdict(
+    sock: socket.socket, timeout: float, data: bytes = b""
+) -> tuple[Verdict, bytes]:
+    """Read the client's next bytes (after ``data``) until they decide; EOF or a stall
+    means raw."""
     loop = asyncio.get_running_loop()
-    data = b""
+    if data and (verdict := classify(data)) is not Verdict.MORE:
+        return verdict, data
     try:
         async with asyncio.timeout(timeout):
             while True:
@@ -67,10 +71,13 @@ async def read_verdict(sock: socket.socket, timeout: float) -> tuple[Verdict, by
         return Verdict.RAW, data
 
 
-async def route_http(
-    ctx: PortContext, down: socket.socket, up: socket.socket, first: bytes
-) -> None:
-    """Run the HTTP router on a switched connection, reusing its app connection."""
+_Streams = tuple[
+    asyncio.StreamReader, asyncio.StreamWriter, asyncio.StreamReader, asyncio.StreamWriter
+]
+
+
+async def _streams(down: socket.socket, up: socket.socket) -> _Streams | None:
+    """asyncio streams over the client socket and the app socket (None: one is gone)."""
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=CHUNK)
     protocol = asyncio.StreamReaderProtocol(reader)
@@ -79,14 +86,25 @@ async def route_http(
     except OSError:
         down.close()
         up.close()
-        return
+        return None
     writer = asyncio.StreamWriter(transport, protocol, reader, loop)
     try:
         up_reader, up_writer = await asyncio.open_connection(sock=up, limit=CHUNK)
     except OSError:
         up.close()
         writer.close()
+        return None
+    return reader, writer, up_reader, up_writer
+
+
+async def route_http(
+    ctx: PortContext, down: socket.socket, up: socket.socket, first: bytes
+) -> None:
+    """Run the HTTP router on a switched connection, reusing its app connection."""
+    streams = await _streams(down, up)
+    if streams is None:
         return
+    reader, writer, up_reader, up_writer = streams
     app = AppUpstream(up_reader, up_writer)
     app.kept = True
     app.reused = True

@@ -171,6 +171,8 @@ def sandbox(args: argparse.Namespace) -> int:
 
 
 def demo(args: argparse.Namespace) -> int:
+    from core import demo_local
+
     env = dict(os.environ)
     if not args.current_context:
         state = Path(args.dir).resolve()
@@ -188,10 +190,29 @@ def demo(args: argparse.Namespace) -> int:
                 raise ContextUnreachable("sandbox", str(state), f"{kubeconfig} never appeared")
             time.sleep(0.2)
         env["KUBECONFIG"] = str(kubeconfig)
+        # the demo's own daemon: it lives and dies with the demo, not with your real clusters
+        env["WAYLAY_DAEMON_SOCKET"] = str(state / "daemon.sock")
+        print("Installing the traffic manager into the demo cluster…", flush=True)
+        already = demo_local.install_manager(str(kubeconfig), lambda step: print(f"  … {step}"))
+        print("  ✓ the traffic manager " + ("was already installed" if already else "is ready"))
     argv = [sys.executable, "-m", "tui"]
     if args.context:
         argv += ["--context", args.context]
-    return subprocess.call(argv, env=env)
+    with demo_local.WorkstationServer() as workstation:
+        print(
+            f"  ✓ your workstation app answers on http://127.0.0.1:{workstation.port} "
+            "(the intercept wizard's default local port)",
+            flush=True,
+        )
+        code = subprocess.call([*argv, "--local-port", str(workstation.port)], env=env)
+    if not args.current_context:
+        kept = demo_local.stop_idle_daemon(state / "daemon.sock")
+        if kept:
+            print(
+                f"{kept} intercept(s) keep running in the demo's daemon. End them with:\n"
+                f"  WAYLAY_DAEMON_SOCKET={state / 'daemon.sock'} waylay quit"
+            )
+    return code
 
 
 # ------------------------------------------------------------------------ spec

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from core import envfile
 from core.cli_output import emit, print_error, table
 from core.daemon_line import LineClient, remote
-from core.errors import DaemonUnavailable, InvalidSpec, WaylayError
+from core.errors import DaemonUnavailable, InvalidSpec, ResolveError, WaylayError
 
 if TYPE_CHECKING:
     from pydantic import SecretStr
@@ -185,7 +185,15 @@ def intercept(args: argparse.Namespace) -> int:
 
 
 def leave(args: argparse.Namespace) -> int:
-    with _daemon(start=False) as client:
+    try:
+        client = _daemon(start=False)
+    except DaemonUnavailable:
+        raise ResolveError(
+            f"No intercept named {args.name!r}",
+            "The waylay daemon is not running, so you hold no intercepts "
+            "(`waylay intercept` starts it).",
+        )
+    with client:
         result = client.call("leave", {"name": args.name, "context": args.context})
     info = result["intercept"]
     emit(

@@ -133,6 +133,8 @@ class Daemon:
     _stop: anyio.Event = field(default_factory=anyio.Event)
     _subscribers: list[Callable[[DaemonPush], None]] = field(default_factory=list)
     _opening: dict[tuple[str | None, str | None], anyio.Lock] = field(default_factory=dict)
+    _stale: dict[tuple[str | None, str | None], str] = field(default_factory=dict)
+    """Session ids a dead predecessor held, by context: the first use resumes and empties them."""
 
     @property
     def note(self) -> SessionNote:
@@ -161,6 +163,7 @@ class Daemon:
                 self._tg = tg
                 tg.start_soon(self._accept, listener)
                 for record in self.note.take():
+                    self._stale[(record.context, record.kubeconfig)] = record.session_id
                     tg.start_soon(self._sweep, record)
                 task_status.started(self.path)
                 await self._stop.wait()
@@ -170,6 +173,10 @@ class Daemon:
                 self.path.unlink()
             for handle in self.contexts.values():
                 handle.close()
+
+    async def stopped(self) -> None:
+        """Return once the daemon was told to stop (``quit``, and its client hung up)."""
+        await self._stop.wait()
 
     async def _alive(self) -> bool:
         try:
@@ -192,6 +199,7 @@ class Daemon:
                 await stream.send(line.model_dump_json().encode() + b"\n")
 
         greeted = False
+        quit_answered = anyio.Event()
         async with stream, anyio.create_task_group() as tg:
             while True:
                 try:
@@ -225,8 +233,12 @@ class Daemon:
                     self._subscribe(tg, send)
                     await send(DaemonReply(id=req.id, ok=True))
                     continue
-                tg.start_soon(self._answer, req, send)
+                tg.start_soon(self._answer, req, send, quit_answered)
             tg.cancel_scope.cancel()
+        if quit_answered.is_set():
+            # stop once the client hung up: cancelling a socket read that is about to
+            # complete trips anyio ("InvalidStateError: invalid state")
+            self._stop.set()
 
     def _subscribe(
         self,
@@ -255,7 +267,7 @@ class Daemon:
         for subscriber in list(self._subscribers):
             subscriber(push)
 
-    async def _answer(self, req: DaemonRequest, send: Sender) -> None:
+    async def _answer(self, req: DaemonRequest, send: Sender, quit_answered: anyio.Event) -> None:
         warnings: list[DaemonError] = []
         out, inbox = anyio.create_memory_object_stream[str](256)
         drained = anyio.Event()
@@ -306,6 +318,8 @@ class Daemon:
         with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
             await send(reply)
         if req.op == "quit" and reply.ok:
+            quit_answered.set()
+            await anyio.sleep(2.0)  # a client that keeps its connection open: stop anyway
             self._stop.set()
 
     # ------------------------------------------------------------------- ops
@@ -380,11 +394,9 @@ class Daemon:
             ],
         }
 
-    async def _context(
-        self, context: str | None, kubeconfig: str | None, *, resume: str | None = None
-    ) -> ContextHandle:
+    async def _context(self, context: str | None, kubeconfig: str | None) -> ContextHandle:
         """The context's handle, its session opened on first use (one per context even
-        when requests race). ``resume``: a dead daemon's session id to take over."""
+        when requests race), taking over a dead predecessor's session if there is one."""
         if self.resolve is not None:
             context, kubeconfig = self.resolve(context, kubeconfig)
         key = (context, kubeconfig)
@@ -392,15 +404,17 @@ class Daemon:
             handle = self.contexts.get(key)
             if handle is not None:
                 return handle
-            handle = await self.factory(context, kubeconfig)
-            if resume:
-                handle.session.session_id = resume
-            assert self._tg is not None
+            resume = self._stale.pop(key, None)
             try:
-                await self._tg.start(handle.session.run)
-            except BaseException:
-                handle.close()
-                raise
+                handle = await self._open(context, kubeconfig, resume)
+            except WaylayError as exc:
+                if not resume:
+                    raise
+                # not ours to take (another API key, say): start afresh; its TTL ends it
+                log.warning("could not take over session %s: %s", resume, exc.title)
+                resume = None
+                handle = await self._open(context, kubeconfig, None)
+            assert self._tg is not None
             self._tg.start_soon(self._relay, handle)
             self.contexts[key] = handle
             if resume:
@@ -412,6 +426,21 @@ class Daemon:
                     )
                 )
             return handle
+
+    async def _open(
+        self, context: str | None, kubeconfig: str | None, resume: str | None
+    ) -> ContextHandle:
+        """A new handle with its session running (resuming session ``resume`` if given)."""
+        handle = await self.factory(context, kubeconfig)
+        if resume:
+            handle.session.session_id = resume
+        assert self._tg is not None
+        try:
+            await self._tg.start(handle.session.run)
+        except BaseException:
+            handle.close()
+            raise
+        return handle
 
     async def _drop_leftovers(self, handle: ContextHandle) -> None:
         """Remove what a resumed session holds that this daemon did not ask for."""
@@ -425,7 +454,7 @@ class Daemon:
     async def _sweep(self, record: SessionRecord) -> None:
         """Take over a dead daemon's session and empty it (else it lingers until its TTL)."""
         try:
-            await self._context(record.context, record.kubeconfig, resume=record.session_id)
+            await self._context(record.context, record.kubeconfig)
         except Exception as exc:  # the cluster may be gone: the manager's TTL cleans up then
             log.warning("could not clean up session %s: %s", record.session_id, exc)
 

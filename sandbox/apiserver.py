@@ -40,7 +40,7 @@ from sandbox.fieldcheck import check_fields
 from sandbox.impersonation import impersonate
 from sandbox.patch import PATCH_TYPES
 from sandbox.podproxy import LogSource, serve_pod_subresource
-from sandbox.rbac import forbidden_error
+from sandbox.rbac import Forbidden, ResourceAuthorizer
 from sandbox.selectors import FieldSelector, LabelSelector
 from sandbox.tables import table, wants_table
 from sandbox.watchstream import serve_watch
@@ -64,19 +64,7 @@ class Authenticator(Protocol):
     def authenticate(self, header: str | None) -> UserInfo | None: ...
 
 
-class Authorizer(Protocol):
-    def authorize(
-        self,
-        user: UserInfo,
-        *,
-        verb: str,
-        api_group: str,
-        resource: str,
-        subresource: str,
-        namespace: str | None,
-        name: str | None,
-    ) -> tuple[bool, str]: ...
-
+class Authorizer(ResourceAuthorizer, Protocol):
     def authorize_non_resource(
         self, user: UserInfo, *, verb: str, path: str
     ) -> tuple[bool, str]: ...
@@ -202,7 +190,7 @@ class ApiServer:
         user = request[USER]
         allowed, _ = self.authorizer.authorize_non_resource(user, verb="get", path=request.path)
         if not allowed:
-            raise forbidden_error(user, "get", "", "", "", None, None, path=request.path)
+            raise Forbidden(user, "get", path=request.path).error()
 
     # -- non-resource endpoints ------------------------------------------------
 
@@ -284,9 +272,9 @@ class ApiServer:
             name=rr.name,
         )
         if not allowed:
-            raise forbidden_error(
+            raise Forbidden(
                 user, rr.verb, rr.rt.group, rr.rt.plural, rr.subresource, rr.namespace, rr.name
-            )
+            ).error()
 
     async def _get(self, request: web.Request, rr: ResourceRequest) -> web.Response:
         assert rr.name is not None

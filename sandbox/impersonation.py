@@ -12,11 +12,10 @@ kubeconfig: ``kubectl --as=system:serviceaccount:waylay:manager auth ...``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Protocol
 
 from sandbox.auth import UserInfo
 from sandbox.errors import bad_request
-from sandbox.rbac import forbidden_error
+from sandbox.rbac import Forbidden, ResourceAuthorizer
 
 __all__ = ["impersonate"]
 
@@ -24,22 +23,8 @@ _SA_PREFIX = "system:serviceaccount:"
 _AUTHENTICATED = "system:authenticated"
 
 
-class _Authorizer(Protocol):
-    def authorize(
-        self,
-        user: UserInfo,
-        *,
-        verb: str,
-        api_group: str,
-        resource: str,
-        subresource: str,
-        namespace: str | None,
-        name: str | None,
-    ) -> tuple[bool, str]: ...
-
-
 def _allow(
-    authorizer: _Authorizer, caller: UserInfo, resource: str, name: str, ns: str | None
+    authorizer: ResourceAuthorizer, caller: UserInfo, resource: str, name: str, ns: str | None
 ) -> None:
     allowed, _ = authorizer.authorize(
         caller,
@@ -51,11 +36,14 @@ def _allow(
         name=name,
     )
     if not allowed:
-        raise forbidden_error(caller, "impersonate", "", resource, "", ns, name)
+        raise Forbidden(caller, "impersonate", "", resource, "", ns, name).error()
 
 
 def impersonate(
-    caller: UserInfo, headers: Mapping[str, str], groups: list[str], authorizer: _Authorizer | None
+    caller: UserInfo,
+    headers: Mapping[str, str],
+    groups: list[str],
+    authorizer: ResourceAuthorizer | None,
 ) -> UserInfo:
     """The user a request runs as: ``caller``, or whom its impersonation headers name."""
     name = headers.get("Impersonate-User", "")

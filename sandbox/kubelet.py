@@ -35,6 +35,7 @@ from sandbox.kubelet_logs import read_log
 from sandbox.kubelet_pod import NodeInfo, PodWorker
 from sandbox.portforward import serve_portforward
 from sandbox.services import ServiceProxy
+from sandbox.tasks import cancel_and_wait
 
 __all__ = ["ApiAccess", "Kubelet", "KubeletConfig", "LogStream", "Timings"]
 
@@ -126,11 +127,7 @@ class Kubelet:
         for worker in workers:
             worker.kill()
             await worker.close()
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(self._tasks)
         await self._events.close()
         self.workers.clear()
 

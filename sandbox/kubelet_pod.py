@@ -9,7 +9,6 @@ are coalesced: a burst of changes is one status update).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from sandbox.kubelet_env import container_env
 from sandbox.kubelet_events import EventRecorder, now_rfc3339
 from sandbox.kubelet_kubeconfig import ApiAccess, write_kubeconfig
 from sandbox.kubelet_status import pod_status
+from sandbox.tasks import cancel_and_wait
 
 __all__ = ["PodWorker"]
 
@@ -171,11 +171,7 @@ class PodWorker:
 
     async def close(self) -> None:
         """Stop the worker's own tasks (after the containers are stopped)."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(self._tasks)
         self._tasks.clear()
 
     # --------------------------------------------------------------- status

@@ -10,25 +10,20 @@ subject without a namespace means the binding's namespace). ``system:masters``
 is allowed everything without looking at any object. ClusterRoles with an
 ``aggregationRule`` take the rules of every ClusterRole their selectors match.
 
-Denials become the real 403 ``Status`` via ``forbidden_status``.
+Denials become the real 403 ``Status`` via ``Forbidden``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import KW_ONLY, dataclass
 from typing import Any, Protocol
 
 from sandbox.auth import MASTERS, UserInfo
 from sandbox.errors import ApiError
 from sandbox.selectors import match_label_selector
 
-__all__ = [
-    "Authorizer",
-    "ObjectReader",
-    "forbidden_error",
-    "forbidden_message",
-    "forbidden_status",
-]
+__all__ = ["Authorizer", "Forbidden", "ObjectReader", "ResourceAuthorizer"]
 
 _RBAC = "rbac.authorization.k8s.io"
 ROLES = f"roles.{_RBAC}"
@@ -43,6 +38,22 @@ class ObjectReader(Protocol):
     def get(self, resource: str, namespace: str | None, name: str) -> dict[str, Any] | None: ...
 
     def list(self, resource: str, namespace: str | None = None) -> list[dict[str, Any]]: ...
+
+
+class ResourceAuthorizer(Protocol):
+    """What asks "may USER do VERB on this?" for resource requests (``Authorizer`` does)."""
+
+    def authorize(
+        self,
+        user: UserInfo,
+        *,
+        verb: str,
+        api_group: str,
+        resource: str,
+        subresource: str,
+        namespace: str | None,
+        name: str | None,
+    ) -> tuple[bool, str]: ...
 
 
 # ---------------------------------------------------------------- rule matching
@@ -226,88 +237,71 @@ class Authorizer:
 # ----------------------------------------------------------------- 403 bodies
 
 
-def forbidden_message(
-    user: UserInfo,
-    verb: str,
-    group: str,
-    resource: str,
-    subresource: str,
-    namespace: str | None,
-    name: str | None,
-    *,
-    path: str | None = None,
-    reason: str = "",
-) -> str:
-    """kube-apiserver's text for a denied request (``responsewriters.Forbidden``)."""
-    if path is not None:
-        detail = f'User "{user.name}" cannot {verb} path "{path}"'
-    else:
-        what = f"{resource}/{subresource}" if subresource else resource
-        scope = f'in the namespace "{namespace}"' if namespace else "at the cluster scope"
-        detail = (
-            f'User "{user.name}" cannot {verb} resource "{what}" in API group "{group}" {scope}'
-        )
-    if reason:
-        detail = f"{detail}: {reason}"
-    if path is not None or not resource:
-        return f"forbidden: {detail}"
-    qualified = f"{resource}.{group}" if group else resource
-    if name:
-        return f'{qualified} "{name}" is forbidden: {detail}'
-    return f"{qualified} is forbidden: {detail}"
+@dataclass(frozen=True)
+class Forbidden:
+    """A denied request, as kube-apiserver words it (``responsewriters.Forbidden``).
 
-
-def forbidden_status(
-    user: UserInfo,
-    verb: str,
-    group: str,
-    resource: str,
-    subresource: str,
-    namespace: str | None,
-    name: str | None,
-    *,
-    path: str | None = None,
-    reason: str = "",
-) -> dict[str, Any]:
-    """The 403 ``Status`` body kube-apiserver sends for a denied request.
-
-    Pass ``path`` (and empty resource fields) for a non-resource request.
+    For a non-resource request give ``path`` and leave the resource fields empty.
     """
-    details: dict[str, Any] = {}
-    if path is None and resource:
-        if name:
-            details["name"] = name
-        if group:
-            details["group"] = group
-        details["kind"] = resource
-    return {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": forbidden_message(
-            user, verb, group, resource, subresource, namespace, name, path=path, reason=reason
-        ),
-        "reason": "Forbidden",
-        "details": details,
-        "code": 403,
-    }
 
+    user: UserInfo
+    verb: str
+    group: str = ""
+    resource: str = ""
+    subresource: str = ""
+    namespace: str | None = None
+    name: str | None = None
+    _: KW_ONLY
+    path: str | None = None
+    reason: str = ""
 
-def forbidden_error(
-    user: UserInfo,
-    verb: str,
-    group: str,
-    resource: str,
-    subresource: str,
-    namespace: str | None,
-    name: str | None,
-    *,
-    path: str | None = None,
-    reason: str = "",
-) -> ApiError:
-    """``forbidden_status`` as an ``ApiError`` the HTTP layer can raise."""
-    body = forbidden_status(
-        user, verb, group, resource, subresource, namespace, name, path=path, reason=reason
-    )
-    return ApiError(403, "Forbidden", body["message"], details=body["details"])
+    def message(self) -> str:
+        """kube-apiserver's text for the denial."""
+        user = self.user.name
+        if self.path is not None:
+            detail = f'User "{user}" cannot {self.verb} path "{self.path}"'
+        else:
+            what = f"{self.resource}/{self.subresource}" if self.subresource else self.resource
+            scope = (
+                f'in the namespace "{self.namespace}"' if self.namespace else "at the cluster scope"
+            )
+            detail = (
+                f'User "{user}" cannot {self.verb} resource "{what}" '
+                f'in API group "{self.group}" {scope}'
+            )
+        if self.reason:
+            detail = f"{detail}: {self.reason}"
+        if self.path is not None or not self.resource:
+            return f"forbidden: {detail}"
+        qualified = f"{self.resource}.{self.group}" if self.group else self.resource
+        if self.name:
+            return f'{qualified} "{self.name}" is forbidden: {detail}'
+        return f"{qualified} is forbidden: {detail}"
+
+    def details(self) -> dict[str, Any]:
+        """The ``Status`` details: name, group and kind of a resource request, else none."""
+        details: dict[str, Any] = {}
+        if self.path is None and self.resource:
+            if self.name:
+                details["name"] = self.name
+            if self.group:
+                details["group"] = self.group
+            details["kind"] = self.resource
+        return details
+
+    def status(self) -> dict[str, Any]:
+        """The 403 ``Status`` body kube-apiserver sends."""
+        return {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message(),
+            "reason": "Forbidden",
+            "details": self.details(),
+            "code": 403,
+        }
+
+    def error(self) -> ApiError:
+        """The denial as an ``ApiError`` the HTTP layer can raise."""
+        return ApiError(403, "Forbidden", self.message(), details=self.details())

@@ -42,6 +42,7 @@ from sandbox.kubelet import Kubelet, KubeletConfig
 from sandbox.kubelet_kubeconfig import ApiAccess
 from sandbox.persist import Snapshotter, load_store
 from sandbox.rbac import Authorizer
+from sandbox.tasks import cancel_and_wait
 
 __all__ = ["ADMIN_CONTEXT", "DEVELOPER_CONTEXT", "Sandbox"]
 
@@ -234,11 +235,7 @@ class Sandbox:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(self._tasks)
         self._tasks.clear()
         if self.cluster is not None:
             self.cluster.ipam.close()

@@ -70,6 +70,27 @@ def _port_name(causes: Causes, field: str, name: str) -> None:
         _bad(causes, field, name, "must be an IANA_SVC_NAME (lowercase letters, digits and '-')")
 
 
+def _unique_name(
+    causes: Causes,
+    field: str,
+    name: str,
+    seen: set[str],
+    *,
+    check: Callable[[Causes, str, str], None],
+) -> None:
+    """Check one list item's ``name`` with ``check``; a duplicate of an earlier one is refused."""
+    check(causes, field, name)
+    if name in seen:
+        causes.append((field, "FieldValueDuplicate", f"Duplicate value: {name!r}"))
+    seen.add(name)
+
+
+def _label_name(causes: Causes, field: str, name: str) -> None:
+    why = dns1123_label(name)
+    if why:
+        _bad(causes, field, name, why)
+
+
 def _port_number(causes: Causes, field: str, value: Any, *, allow_zero: bool = False) -> None:
     if not isinstance(value, int) or isinstance(value, bool):
         _required(causes, field) if value is None else _bad(
@@ -112,14 +133,7 @@ def _containers(causes: Causes, path: str, containers: Any, *, required: bool) -
         if not name:
             _required(causes, f"{where}.name")
         else:
-            why = dns1123_label(name)
-            if why:
-                _bad(causes, f"{where}.name", name, why)
-            if name in seen:
-                causes.append(
-                    (f"{where}.name", "FieldValueDuplicate", f"Duplicate value: {name!r}")
-                )
-            seen.add(name)
+            _unique_name(causes, f"{where}.name", name, seen, check=_label_name)
         if not c.get("image"):
             _required(causes, f"{where}.image")
         port_names: set[str] = set()
@@ -127,16 +141,9 @@ def _containers(causes: Causes, path: str, containers: Any, *, required: bool) -
             _port_number(causes, f"{where}.ports[{j}].containerPort", port.get("containerPort"))
             pname = port.get("name")
             if pname:
-                _port_name(causes, f"{where}.ports[{j}].name", pname)
-                if pname in port_names:
-                    causes.append(
-                        (
-                            f"{where}.ports[{j}].name",
-                            "FieldValueDuplicate",
-                            f"Duplicate value: {pname!r}",
-                        )
-                    )
-                port_names.add(pname)
+                _unique_name(
+                    causes, f"{where}.ports[{j}].name", pname, port_names, check=_port_name
+                )
         for j, env in enumerate(c.get("env") or []):
             if not env.get("name"):
                 _required(causes, f"{where}.env[{j}].name")
@@ -211,14 +218,7 @@ def _service(obj: Obj, causes: Causes) -> None:
         if len(ports) > 1 and not name:
             _required(causes, f"spec.ports[{i}].name")
         if name:
-            why = dns1123_label(name)
-            if why:
-                _bad(causes, f"spec.ports[{i}].name", name, why)
-            if name in names:
-                causes.append(
-                    (f"spec.ports[{i}].name", "FieldValueDuplicate", f"Duplicate value: {name!r}")
-                )
-            names.add(name)
+            _unique_name(causes, f"spec.ports[{i}].name", name, names, check=_label_name)
         target = port.get("targetPort")
         if isinstance(target, str):
             _port_name(causes, f"spec.ports[{i}].targetPort", target)

@@ -16,6 +16,7 @@ from textual import work
 from textual.app import App
 from textual.worker import Worker, WorkerState
 
+from core.naming import derive_name
 from tui import messages as m
 from tui.modals.error import ErrorModal
 from tui.modals.quit import QuitChoice, QuitModal
@@ -41,9 +42,11 @@ class WaylayApp(App[None]):
     TITLE = "waylay"
     ENABLE_COMMAND_PALETTE = False
 
-    def __init__(self, connect: Connect) -> None:
+    def __init__(self, connect: Connect, *, local_port: int | None = None) -> None:
         super().__init__()
         self.connect = connect
+        self.local_port = local_port
+        """The wizard's default local port (``--local-port``)."""
         self.source: ClusterSource | None = None
         self.env_dir = Path.cwd()
         """Where `e` writes ``<intercept>.env``."""
@@ -109,9 +112,21 @@ class WaylayApp(App[None]):
         if session is None:
             self.notify("still contacting the traffic manager…", severity="warning")
             return
-        busy = frozenset(i.spec.local_port for i in self.main.query_one(InterceptsPane).mine)
+        if not session.healthy and session.problem is not None:
+            self.show_error(session.problem)  # e.g. not installed: what to run
+            return
+        name = derive_name(workload.name, workload.namespace)
+        mine = self.main.query_one(InterceptsPane).mine
+        # re-running an intercept of the same name moves it: its own port is not busy
+        busy = frozenset(i.spec.local_port for i in mine if i.spec.name != name)
         try:
-            wizard = Wizard(workload, session.mode, session.session_id, busy_local_ports=busy)
+            wizard = Wizard(
+                workload,
+                session.mode,
+                session.session_id,
+                busy_local_ports=busy,
+                local_port=self.local_port,
+            )
         except WizardError as problem:
             self.show_error(problem)
             return
@@ -157,7 +172,7 @@ def explained(error: BaseException) -> BaseException:
 
 
 def run(argv: list[str] | None = None) -> None:
-    """Entry point: ``python -m tui [--context NAME] [--kubeconfig PATH] [--no-daemon]``."""
+    """``python -m tui [--context NAME] [--kubeconfig PATH] [--local-port N] [--no-daemon]``."""
     import argparse
 
     from tui.core_source import connect_core
@@ -166,6 +181,11 @@ def run(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="waylay", description="waylay's terminal UI")
     parser.add_argument("--context", help="kubeconfig context (default: the current one)")
     parser.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG)")
+    parser.add_argument(
+        "--local-port",
+        type=int,
+        help="the intercept wizard's default local port (where your app listens)",
+    )
     parser.add_argument(
         "--no-daemon",
         action="store_true",
@@ -178,4 +198,4 @@ def run(argv: list[str] | None = None) -> None:
             return await connect_core(context=args.context, kubeconfig=args.kubeconfig)
         return await connect_daemon(context=args.context, kubeconfig=args.kubeconfig)
 
-    WaylayApp(connect).run()
+    WaylayApp(connect, local_port=args.local_port).run()

@@ -174,6 +174,7 @@ class CoreSource:
                 manager_version="",
                 healthy=False,
                 logged_in=not isinstance(self.session_error, NotLoggedIn),
+                problem=self.session_error,
             )
         return SessionInfo(
             mode=welcome.mode,

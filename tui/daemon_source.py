@@ -91,6 +91,8 @@ class DaemonSource(CoreSource):
         self.client: DaemonClient | None = None
         self._feeds: list[MemoryObjectSendStream[TrafficEvent]] = []
         self._mine: set[str] = set()
+        self.attempts = 0
+        """How many times ``run()`` has tried to attach (each retry replaces the client)."""
 
     def _target(self, **extra: Any) -> dict[str, Any]:
         return {"context": self.context.name, "kubeconfig": self.kubeconfig, **extra}
@@ -116,6 +118,7 @@ class DaemonSource(CoreSource):
             if self.client is not None:
                 await self.client.aclose()
                 self.client = None
+            self.attempts += 1
             with anyio.move_on_after(backoff):
                 await self._restart.wait()
             self._restart = anyio.Event()
@@ -154,6 +157,20 @@ class DaemonSource(CoreSource):
 
     # ---------------------------------------------------------------- views
 
+    async def _call(
+        self, client: DaemonClient, op: str, params: dict[str, Any] | None = None
+    ) -> Any:
+        """``client.call``, where a connection ``run()`` closed meanwhile reads as unavailable.
+
+        ``run()`` closes and replaces the client whenever the daemon or the
+        manager goes away; a view that picked up the old one must not see
+        anyio's ``ClosedResourceError`` (it is not a bug, only a lost race).
+        """
+        try:
+            return await client.call(op, params)
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError) as exc:
+            raise DaemonUnavailable(str(client.path), "the connection was closed") from exc
+
     def _require_client(self) -> DaemonClient:
         if self.client is None:
             if self.session_error is not None:
@@ -172,8 +189,12 @@ class DaemonSource(CoreSource):
                 manager_version="",
                 healthy=False,
                 logged_in=not isinstance(self.session_error, NotLoggedIn),
+                problem=self.session_error,
             )
-        status = await self.client.call("status")
+        try:
+            status = await self._call(self.client, "status")
+        except DaemonUnavailable as exc:
+            return SessionInfo("single-user", self.context.user, "", "", healthy=False, problem=exc)
         for s in status.get("sessions", []):
             if s.get("context") == self.context.name and s.get("session_id"):
                 mode: Literal["single-user", "team"] = (
@@ -192,10 +213,15 @@ class DaemonSource(CoreSource):
 
     async def intercepts(self) -> list[InterceptInfo]:
         client = self.client
-        if client is None:
+        if client is None or self.session_error is not None:
             return []
-        everyone = await client.call("intercepts", self._target(all=True))
-        mine = await client.call("intercepts", {})
+        try:
+            everyone = await self._call(client, "intercepts", self._target(all=True))
+            mine = await self._call(client, "intercepts", {})
+        except DaemonUnavailable:
+            if client is not self.client:  # run() replaced it: the next change reloads
+                return []
+            raise
         infos = {i["id"]: InterceptInfo.model_validate(i) for i in everyone}
         for raw in mine:  # ours carry the preview URL the daemon serves
             info = InterceptInfo.model_validate(raw)
@@ -234,7 +260,8 @@ class DaemonSource(CoreSource):
         return InterceptOutcome(info, info.spec.preview_url, warnings)
 
     async def leave(self, name: str) -> None:
-        await self._require_client().call("leave", {"name": name, "context": self.context.name})
+        client = self._require_client()
+        await self._call(client, "leave", {"name": name, "context": self.context.name})
         await self._refresh()
 
     async def revoke(self, intercept_id: str) -> None:
@@ -249,7 +276,7 @@ class DaemonSource(CoreSource):
 
     async def write_env_file(self, name: str, path: Path) -> Path:
         client = self._require_client()
-        env = await client.call("env", {"name": name, "context": self.context.name})
+        env = await self._call(client, "env", {"name": name, "context": self.context.name})
         return await anyio.to_thread.run_sync(write_env, env, path)
 
     async def login(self, api_key: str) -> SessionInfo:

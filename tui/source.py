@@ -30,6 +30,14 @@ class SessionInfo:
     manager_version: str
     healthy: bool
     logged_in: bool = True
+    problem: Exception | None = None
+    """Why the manager cannot be reached: a core error with ``title`` and ``hint``."""
+
+    @property
+    def manager_missing(self) -> bool:
+        """The traffic manager is not installed in this cluster (a calm, fixable state)."""
+        code = getattr(self.problem, "remote_code", None) or getattr(self.problem, "code", "")
+        return code == "manager-missing"
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from core.protocol import PROTOCOL_VERSION, AgentHello, AgentWelcome, major
 from webhook.registry import Change, Registry
-from webhook.wsconn import Peer, PeerGone, bad_frame_problem
+from webhook.wsconn import Peer, PeerGone, accept
 
 log = logging.getLogger(__name__)
 
@@ -30,19 +30,9 @@ def agent_app(registry: Registry) -> web.Application:
     app = web.Application()
 
     async def handle(request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(heartbeat=30.0)
-        await ws.prepare(request)
-        peer = Peer(ws)
-        try:
-            first = await peer.receive(HELLO_TIMEOUT)
-        except ValidationError as e:
-            await peer.refuse(*bad_frame_problem(e))
-            return ws
-        except (PeerGone, TimeoutError):
-            await ws.close()
-            return ws
-        if not isinstance(first, AgentHello):
-            await peer.refuse("bad-request", "Expected agent-hello", f"got {first.type}")
+        peer, first = await accept(request, AgentHello, HELLO_TIMEOUT)
+        ws = peer.ws
+        if first is None:
             return ws
         if major(first.version) != major(PROTOCOL_VERSION):
             await peer.refuse(

@@ -71,7 +71,7 @@ from core.protocol import (
 from webhook.apikeys import ApiKeyRecord, Mode, SettingsStore, issue_key, verify_key
 from webhook.preview import PREVIEW_OPS, PreviewRouter
 from webhook.registry import Change, Registry, RegistryError, Session, WorkloadKey, workload_of
-from webhook.wsconn import Peer, PeerGone, bad_frame_problem
+from webhook.wsconn import Peer, PeerGone, accept, bad_frame_problem
 
 log = logging.getLogger(__name__)
 
@@ -135,19 +135,9 @@ class ClientApi:
     # --------------------------------------------------------------- handshake
 
     async def _handle(self, request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(heartbeat=30.0)
-        await ws.prepare(request)
-        peer = Peer(ws)
-        try:
-            hello = await peer.receive(HELLO_TIMEOUT)
-        except ValidationError as e:
-            await peer.refuse(*bad_frame_problem(e))
-            return ws
-        except (PeerGone, TimeoutError):
-            await ws.close()
-            return ws
-        if not isinstance(hello, ClientHello):
-            await peer.refuse("bad-request", "Expected client-hello", f"got {hello.type}")
+        peer, hello = await accept(request, ClientHello, HELLO_TIMEOUT)
+        ws = peer.ws
+        if hello is None:
             return ws
         try:
             session, mode, rejected = await self._open(hello)

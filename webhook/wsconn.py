@@ -1,14 +1,20 @@
-"""One WebSocket peer: typed send (serialised by a lock) and typed receive."""
+"""One WebSocket peer: typed send (serialised by a lock) and typed receive.
+
+``accept`` opens a peer and reads its hello, as both WebSocket APIs begin.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from typing import TypeVar
 
 import anyio
 from aiohttp import WSMsgType, web
 from pydantic import BaseModel, ValidationError
 
 from core.protocol import ErrorReply, Message, Problem, dump_message, parse_message
+
+HelloT = TypeVar("HelloT", bound=BaseModel)
 
 
 class PeerGone(Exception):
@@ -44,3 +50,30 @@ def bad_frame_problem(e: ValidationError) -> tuple[str, str, str]:
     first = e.errors()[0]
     where = ".".join(str(p) for p in first["loc"])
     return ("bad-request", "Malformed message", f"{where}: {first['msg']}")
+
+
+async def accept(
+    request: web.Request, hello: type[HelloT], timeout: float
+) -> tuple[Peer, HelloT | None]:
+    """Open the WebSocket of ``request`` and read its first message, a ``hello``.
+
+    Gives the peer and the hello, or ``None`` in its place when the peer sent
+    junk or another message first (it is told why) or left or stayed silent
+    for ``timeout`` seconds; the socket is then closed. Either way the handler
+    answers with ``peer.ws``.
+    """
+    peer = Peer(web.WebSocketResponse(heartbeat=30.0))
+    await peer.ws.prepare(request)
+    try:
+        first = await peer.receive(timeout)
+    except ValidationError as e:
+        await peer.refuse(*bad_frame_problem(e))
+        return peer, None
+    except (PeerGone, TimeoutError):
+        await peer.ws.close()
+        return peer, None
+    if not isinstance(first, hello):
+        expected = hello.model_fields["type"].default
+        await peer.refuse("bad-request", f"Expected {expected}", f"got {first.type}")
+        return peer, None
+    return peer, first

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, cast
 
 from sandbox.errors import ApiError
+from sandbox.kubelet_api import StoreAPI as StoreLike
 from sandbox.kubelet_events import EventRecorder
 
 from ._meta import Obj
@@ -40,11 +41,6 @@ Record = Callable[..., None]
 
 class RetryLater(Exception):
     """A reconcile could not finish for a known reason; retry with back-off, no traceback."""
-
-
-class StoreLike(Protocol):
-    def get(self, resource: str, namespace: str | None, name: str) -> Obj | None: ...
-    def list(self, resource: str, namespace: str | None = None) -> list[Obj]: ...
 
 
 class ClusterLike(Protocol):

@@ -4,6 +4,7 @@ A controller owns the children whose controller owner reference carries its
 uid. It adopts orphans its selector matches (adding such a reference with
 ``controller`` and ``blockOwnerDeletion``), and releases children it owns that
 its selector no longer matches. A controller being deleted adopts nothing.
+``owner_keys`` is the other half: which owners an event on a child concerns.
 """
 
 from __future__ import annotations
@@ -13,10 +14,49 @@ from typing import Any
 
 from sandbox.errors import ApiError
 
-from ._base import ClusterLike
-from ._meta import Obj, clone, controller_ref, is_terminating, owner_reference
+from ._base import ClusterLike, Key, StoreLike
+from ._meta import (
+    Obj,
+    clone,
+    controller_ref,
+    is_terminating,
+    labels_of,
+    matches_selector,
+    owner_reference,
+)
 
-__all__ = ["claim"]
+__all__ = ["claim", "owner_keys"]
+
+
+def owner_keys(
+    store: StoreLike,
+    event: str,
+    child: Obj,
+    *,
+    owner_resource: str,
+    owner_kind: str,
+    may_own: Callable[[Obj], bool] | None = None,
+) -> list[Key]:
+    """The keys of the owners an event on ``child`` concerns (``resolveControllerRef``).
+
+    A child with a controller reference concerns that owner when it is an
+    ``owner_kind``, and no other. An orphan concerns every ``owner_resource`` in
+    its namespace whose selector matches it (and that ``may_own`` it, when
+    given), since one of them may adopt it; a deleted orphan concerns none.
+    """
+    ns = (child.get("metadata") or {}).get("namespace") or ""
+    ref = controller_ref(child)
+    if ref is not None:
+        return [(ns, ref["name"])] if ref.get("kind") == owner_kind else []
+    if event == "DELETED":
+        return []
+    labels = labels_of(child)
+    return [
+        (ns, owner["metadata"]["name"])
+        for owner in store.list(owner_resource, ns)
+        if (may_own is None or may_own(owner))
+        and matches_selector((owner.get("spec") or {}).get("selector"), labels)
+    ]
 
 
 async def claim(

@@ -45,11 +45,12 @@ from ._meta import (
     clone,
     controller_ref,
     is_owned_by,
+    key_of,
     labels_of,
     matches_selector,
     now_rfc3339,
 )
-from ._owned import claim
+from ._owned import claim, owner_keys
 from ._revisions import (
     HASH_LABEL,
     REVISION,
@@ -77,22 +78,13 @@ class DeploymentController(Controller):
     primary = RESOURCE
 
     def keys_for(self, event: str, resource: str, obj: Obj) -> Iterable[Key]:
-        meta = obj.get("metadata") or {}
-        ns = meta.get("namespace") or ""
+        ns, name = key_of(obj)
         if resource == RESOURCE:
-            return [(ns, meta.get("name") or "")]
+            return [(ns, name)]
         if resource == REPLICASETS:
-            ref = controller_ref(obj)
-            if ref is not None:
-                return [(ns, ref["name"])] if ref.get("kind") == "Deployment" else []
-            if event == "DELETED":
-                return []
-            labels = labels_of(obj)
-            return [
-                (ns, d["metadata"]["name"])
-                for d in self.store.list(RESOURCE, ns)
-                if matches_selector((d.get("spec") or {}).get("selector"), labels)
-            ]
+            return owner_keys(
+                self.store, event, obj, owner_resource=RESOURCE, owner_kind="Deployment"
+            )
         if resource == "pods" and event == "DELETED":
             # Recreate waits for old pods to be gone.
             ref = controller_ref(obj)

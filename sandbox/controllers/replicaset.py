@@ -22,16 +22,16 @@ from sandbox.errors import ApiError
 from ._base import ClusterLike, Controller, Key, RetryLater
 from ._meta import (
     Obj,
-    controller_ref,
     is_active,
     is_available,
     is_ready,
+    key_of,
     labels_of,
     matches_selector,
     now_rfc3339,
     until_available,
 )
-from ._owned import claim
+from ._owned import claim, owner_keys
 from ._podtemplate import deletion_order, pod_from_template
 
 __all__ = ["ReplicaSetController", "run_replicaset"]
@@ -46,23 +46,11 @@ class ReplicaSetController(Controller):
     primary = RESOURCE
 
     def keys_for(self, event: str, resource: str, obj: Obj) -> Iterable[Key]:
-        meta = obj.get("metadata") or {}
-        ns = meta.get("namespace") or ""
         if resource == RESOURCE:
-            return [(ns, meta.get("name") or "")]
+            return [key_of(obj)]
         if resource != "pods":
             return []
-        ref = controller_ref(obj)
-        if ref is not None:
-            return [(ns, ref["name"])] if ref.get("kind") == "ReplicaSet" else []
-        if event == "DELETED":
-            return []
-        labels = labels_of(obj)
-        return [
-            (ns, rs["metadata"]["name"])
-            for rs in self.store.list(RESOURCE, ns)
-            if matches_selector((rs.get("spec") or {}).get("selector"), labels)
-        ]
+        return owner_keys(self.store, event, obj, owner_resource=RESOURCE, owner_kind="ReplicaSet")
 
     async def reconcile(self, key: Key) -> float | None:
         ns, name = key

@@ -36,11 +36,12 @@ from ._meta import (
     is_available,
     is_ready,
     is_terminating,
+    key_of,
     labels_of,
     matches_selector,
     until_available,
 )
-from ._owned import claim
+from ._owned import claim, owner_keys
 from ._podtemplate import pod_from_template
 
 __all__ = ["StatefulSetController", "ordinal_of", "run_statefulset"]
@@ -86,24 +87,19 @@ class StatefulSetController(Controller):
         """Pod templates by revision name (what ControllerRevisions would hold)."""
 
     def keys_for(self, event: str, resource: str, obj: Obj) -> Iterable[Key]:
-        meta = obj.get("metadata") or {}
-        ns = meta.get("namespace") or ""
         if resource == RESOURCE:
-            return [(ns, meta.get("name") or "")]
+            return [key_of(obj)]
         if resource != "pods":
             return []
-        ref = controller_ref(obj)
-        if ref is not None:
-            return [(ns, ref["name"])] if ref.get("kind") == "StatefulSet" else []
-        if event == "DELETED":
-            return []
-        labels = labels_of(obj)
-        return [
-            (ns, s["metadata"]["name"])
-            for s in self.store.list(RESOURCE, ns)
-            if ordinal_of(s["metadata"]["name"], meta.get("name") or "") is not None
-            and matches_selector((s.get("spec") or {}).get("selector"), labels)
-        ]
+        _, pod_name = key_of(obj)
+        return owner_keys(
+            self.store,
+            event,
+            obj,
+            owner_resource=RESOURCE,
+            owner_kind="StatefulSet",
+            may_own=lambda s: ordinal_of(s["metadata"]["name"], pod_name) is not None,
+        )
 
     async def reconcile(self, key: Key) -> float | None:
         ns, name = key

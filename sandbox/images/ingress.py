@@ -57,7 +57,11 @@ class Controller:
         self.services = Informer(api, "/api/v1/services", self._changed)
         self.secrets = Informer(api, "/api/v1/secrets", self._changed)
         self.client = aiohttp.ClientSession(
-            auto_decompress=False, timeout=aiohttp.ClientTimeout(total=None, sock_connect=5)
+            auto_decompress=False,
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
+            # one upstream connection per request: a global (TCP) intercept made
+            # while traffic flows catches the next request, not the next reconnect
+            connector=aiohttp.TCPConnector(force_close=True),
         )
         self._certs_dir = Path(tempfile.mkdtemp(prefix="ingress-certs-", dir=os.getcwd()))
         self._contexts: dict[str, ssl.SSLContext] = {}

@@ -6,7 +6,8 @@ over the same client connection and the same app connection; pipelined
 requests sent across the switch are answered in order; a connection in the
 middle of a slow streaming response switches only after that response has
 been delivered whole; non-HTTP bytes after an idle period stay raw (and the
-connection stays raw); with no live tunnel the connection stays raw and
+connection stays raw); a request body sent after
+``100 Continue`` is not taken for a new request; with no live tunnel the connection stays raw and
 switches once the client connects; a global intercept leaves existing
 connections with the app; the request-line classifier (hypothesis); and a
 hypothesis fuzz of chunk boundaries of the requests sent around the switch.
@@ -22,6 +23,9 @@ from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from agent.listener import MAX_MISSES, PortListener
+from agent.passthrough import Relay
+from agent.splice import SpliceRelay
 from agent.switch import Verdict, classify
 from core.tunnel import LocalTarget
 from tests.agent.conftest import AgentEnv, Client, _serve, intercept, wait_for
@@ -84,6 +88,14 @@ async def workstation() -> AsyncIterator[tuple[str, int]]:
         yield addr
 
 
+@pytest.fixture(params=["splice", "asyncio"])
+def env(agent_env: AgentEnv, request: pytest.FixtureRequest) -> AgentEnv:
+    """The agent, with its raw relays made by splice(2) or by the asyncio fallback."""
+    for listener in agent_env.agent.listeners:
+        listener.use_splice = request.param == "splice" and listener.use_splice
+    return agent_env
+
+
 INFO = intercept("mine", headers={"x-dev": "alice"})
 DEV = {"x-dev": "alice"}
 
@@ -93,17 +105,19 @@ async def _intercept(env: AgentEnv, workstation: tuple[str, int]) -> Client:
     return await env.connect(targets={INFO.id: LocalTarget(*workstation)})
 
 
+def _raw(listener: PortListener) -> list[SpliceRelay | Relay]:
+    return [*listener.splices, *listener.relays]
+
+
 def _raw_relays(env: AgentEnv) -> int:
-    return len(env.agent.listeners[0].splices)
+    return len(_raw(env.agent.listeners[0]))
 
 
-async def test_pooled_connection_switches(
-    agent_env: AgentEnv, workstation: tuple[str, int]
-) -> None:
-    conn = await HttpConn.open(agent_env.http_port)
+async def test_pooled_connection_switches(env: AgentEnv, workstation: tuple[str, int]) -> None:
+    conn = await HttpConn.open(env.http_port)
     before = await conn.request("/before")
-    assert before.text == "app:/before:0" and _raw_relays(agent_env) == 1
-    await _intercept(agent_env, workstation)
+    assert before.text == "app:/before:0" and _raw_relays(env) == 1
+    await _intercept(env, workstation)
     mine = await conn.request("/mine", headers=DEV, method="POST", body=b"abc")
     other = await conn.request("/other")
     again = await conn.request("/again", headers=DEV)
@@ -112,13 +126,13 @@ async def test_pooled_connection_switches(
     assert other.text == "app:/other:0" and again.text == "workstation:/again:0"
     # unmatched requests still use the app connection the raw relay had opened
     assert other.headers["x-peer-port"] == before.headers["x-peer-port"]
-    assert _raw_relays(agent_env) == 0
+    assert _raw_relays(env) == 0
 
 
-async def test_pipelined_across_switch(agent_env: AgentEnv, workstation: tuple[str, int]) -> None:
-    conn = await HttpConn.open(agent_env.http_port)
+async def test_pipelined_across_switch(env: AgentEnv, workstation: tuple[str, int]) -> None:
+    conn = await HttpConn.open(env.http_port)
     assert (await conn.request("/warm")).text == "app:/warm:0"
-    await _intercept(agent_env, workstation)
+    await _intercept(env, workstation)
     raw = b"".join(
         b"GET /p%d HTTP/1.1\r\nhost: h\r\n%s\r\n" % (i, b"x-dev: alice\r\n" if i % 2 else b"")
         for i in range(6)
@@ -132,30 +146,28 @@ async def test_pipelined_across_switch(agent_env: AgentEnv, workstation: tuple[s
 
 
 async def test_mid_response_switches_after_it(
-    agent_env: AgentEnv, workstation: tuple[str, int], gate: StreamGate
+    env: AgentEnv, workstation: tuple[str, int], gate: StreamGate
 ) -> None:
-    conn = await HttpConn.open(agent_env.http_port)
+    conn = await HttpConn.open(env.http_port)
     await conn.send_request("/stream")
     gate.allowed.release()
     await wait_for(lambda: gate.sent == 1)
-    await _intercept(agent_env, workstation)  # the intercept starts mid-response
-    assert _raw_relays(agent_env) == 1
+    await _intercept(env, workstation)  # the intercept starts mid-response
+    assert _raw_relays(env) == 1
     reply_task = asyncio.get_running_loop().create_task(conn.read_reply())
     for _ in range(STREAM_PARTS - 1):
         gate.allowed.release()
     reply = await reply_task
     assert reply.text == "".join(f"part{i};" for i in range(STREAM_PARTS))
-    assert _raw_relays(agent_env) == 1  # no request since: still raw
+    assert _raw_relays(env) == 1  # no request since: still raw
     assert (await conn.request("/next", headers=DEV)).text == "workstation:/next:0"
     assert (await conn.request("/plain")).text == "app:/plain:0"
     conn.close()
 
 
-async def test_non_http_after_idle_stays_raw(
-    agent_env: AgentEnv, workstation: tuple[str, int]
-) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", agent_env.tcp_port)
-    listener = agent_env.agent.listeners[1]
+async def test_non_http_after_idle_stays_raw(env: AgentEnv, workstation: tuple[str, int]) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", env.tcp_port)
+    listener = env.agent.listeners[1]
 
     async def echo(data: bytes) -> bytes:
         writer.write(data)
@@ -164,12 +176,17 @@ async def test_non_http_after_idle_stays_raw(
 
     assert await echo(b"hello") == b"hello"
     info = intercept("raw", port=9000, headers={"x-dev": "alice"})
-    agent_env.apply(info)
-    await agent_env.connect(targets={info.id: LocalTarget(*workstation)})
-    assert listener.splices and all(r.armed is not None for r in listener.splices)
-    assert await echo(b"\x16\x03\x01binary") == b"\x16\x03\x01binary"
-    await wait_for(lambda: len(listener.splices) == 1, what="raw relay resumed")
-    assert all(r.armed is None for r in listener.splices)
+    env.apply(info)
+    await env.connect(targets={info.id: LocalTarget(*workstation)})
+    assert _raw(listener) and all(r.armed is not None for r in _raw(listener))
+    for i in range(MAX_MISSES):
+        # looked at (and relayed unchanged) at each boundary, until it stays raw for good
+        data = b"\x16\x03\x01binary%d" % i
+        assert await echo(data) == data
+        await wait_for(
+            lambda i=i: [r.misses for r in _raw(listener)] == [i + 1], what="raw relay resumed"
+        )
+    assert all(r.armed is None for r in _raw(listener))
     # an HTTP-looking line later is not switched any more: the echo app sees it
     line = b"GET / HTTP/1.1\r\nhost: h\r\n\r\n"
     assert await echo(line) == line
@@ -178,29 +195,45 @@ async def test_non_http_after_idle_stays_raw(
     writer.close()
 
 
-async def test_switch_waits_for_a_live_tunnel(
-    agent_env: AgentEnv, workstation: tuple[str, int]
+async def test_body_after_100_continue_is_not_a_boundary(
+    env: AgentEnv, workstation: tuple[str, int]
 ) -> None:
-    conn = await HttpConn.open(agent_env.http_port)
+    conn = await HttpConn.open(env.http_port)
+    body = b'{"upload": "' + b"x" * 100 + b'"}'
+    await conn.send_raw(
+        b"POST /upload HTTP/1.1\r\nhost: h\r\nexpect: 100-continue\r\n"
+        b"content-length: %d\r\n\r\n" % len(body)
+    )
+    interim = await asyncio.wait_for(conn.reader.readuntil(b"\r\n\r\n"), 5)
+    assert interim.startswith(b"HTTP/1.1 100")
+    await _intercept(env, workstation)
+    await conn.send_raw(body)  # after the app spoke, but part of the request
+    assert (await conn.read_reply()).text == f"app:/upload:{len(body)}"
+    assert (await conn.request("/next", headers=DEV)).text == "workstation:/next:0"
+    conn.close()
+
+
+async def test_switch_waits_for_a_live_tunnel(env: AgentEnv, workstation: tuple[str, int]) -> None:
+    conn = await HttpConn.open(env.http_port)
     assert (await conn.request("/a")).text == "app:/a:0"
-    agent_env.apply(INFO)  # nobody connected yet: stays raw
+    env.apply(INFO)  # nobody connected yet: stays raw
     assert (await conn.request("/b", headers=DEV)).text == "app:/b:0"
-    assert _raw_relays(agent_env) == 1
-    await agent_env.connect(targets={INFO.id: LocalTarget(*workstation)})
+    assert _raw_relays(env) == 1
+    await env.connect(targets={INFO.id: LocalTarget(*workstation)})
     assert (await conn.request("/c", headers=DEV)).text == "workstation:/c:0"
     conn.close()
 
 
 async def test_global_intercept_leaves_existing_connections(
-    agent_env: AgentEnv, workstation: tuple[str, int]
+    env: AgentEnv, workstation: tuple[str, int]
 ) -> None:
-    conn = await HttpConn.open(agent_env.http_port)
+    conn = await HttpConn.open(env.http_port)
     assert (await conn.request("/a")).text == "app:/a:0"
     info = intercept("all", mechanism="tcp")
-    agent_env.apply(info)
-    await agent_env.connect(targets={info.id: LocalTarget(*workstation)})
+    env.apply(info)
+    await env.connect(targets={info.id: LocalTarget(*workstation)})
     assert (await conn.request("/b", headers=DEV)).text == "app:/b:0"
-    fresh = await HttpConn.open(agent_env.http_port)
+    fresh = await HttpConn.open(env.http_port)
     assert (await fresh.request("/c")).text == "workstation:/c:0"
     conn.close()
     fresh.close()
@@ -236,17 +269,17 @@ _request = st.tuples(st.booleans(), st.integers(min_value=0, max_value=3000))
     cuts=st.lists(st.integers(min_value=1, max_value=4000), max_size=8),
 )
 async def test_fuzz_chunk_boundaries_around_switch(
-    agent_env: AgentEnv,
+    env: AgentEnv,
     workstation: tuple[str, int],
     requests: list[tuple[bool, int]],
     cuts: list[int],
 ) -> None:
-    if not agent_env.clients:
-        await agent_env.connect(targets={INFO.id: LocalTarget(*workstation)})
-    agent_env.apply()  # nothing intercepted: the next connection is raw
-    conn = await HttpConn.open(agent_env.http_port)
+    if not env.clients:
+        await env.connect(targets={INFO.id: LocalTarget(*workstation)})
+    env.apply()  # nothing intercepted: the next connection is raw
+    conn = await HttpConn.open(env.http_port)
     assert (await conn.request("/warm")).text == "app:/warm:0"
-    agent_env.apply(INFO)
+    env.apply(INFO)
     wire = b""
     for i, (mine, size) in enumerate(requests):
         dev = b"x-dev: alice\r\n" if mine else b""

@@ -155,6 +155,8 @@ async def daemon(
             with contextlib.suppress(Exception):
                 async with await DaemonClient.connect(path, start=False) as client:
                     await client.call("quit")
+        with anyio.fail_after(10):
+            await d.stopped()
         tg.cancel_scope.cancel()
 
 

@@ -79,6 +79,8 @@ async def rig(tmp_path: Path) -> AsyncIterator[tuple[Daemon, DaemonClient, Manag
             with contextlib.suppress(Exception):
                 await client.call("quit")
         await client.aclose()
+        with anyio.fail_after(10):
+            await daemon.stopped()
         tg.cancel_scope.cancel()
 
 
@@ -138,6 +140,7 @@ async def test_intercept_status_env_leave_quit(
     assert missing.value.remote_code == "lookup"
     await client.call("intercept", {"request": {"name": "orders", "port": "2"}})
     await client.call("quit")
+    await client.aclose()  # the daemon stops once its quitter hung up
     with anyio.fail_after(10):
         while daemon.path.exists():
             await anyio.sleep(0.05)

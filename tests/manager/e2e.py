@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from core.kube import Kube
+from tests.sandbox.helpers import wait_for as sandbox_wait_for
 
 T = TypeVar("T")
 
 
 def wait_for(condition: Callable[[], T], *, timeout: float = 60.0, what: str = "") -> T:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = condition()
-        if last:
-            return last
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}: {last!r}")
+    """``tests.sandbox.helpers.wait_for`` with the longer deadline and the slower polling
+    of the manager's rollouts (each poll reads through the API)."""
+    return sandbox_wait_for(condition, timeout=timeout, what=what, interval=0.1)
 
 
 def app_template(labels: dict[str, str], port_name: str = "http") -> dict[str, Any]:

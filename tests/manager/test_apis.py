@@ -10,7 +10,9 @@ admin revoke (a non-admin is refused, the owner gets an event); API keys
 issued (shown once), listed without secrets, revoked (live sessions end, the
 key no longer works); team mode can't be switched on without an admin key;
 prepare streams progress events; after a manager restart a client resumes its
-session id and intercepts; malformed frames get a clear error.
+session id and intercepts; malformed frames get a clear error; a first
+message that is not the API's hello is refused on both APIs, naming the hello
+expected, and the socket closed.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from core.errors import RbacDenied
 from core.protocol import (
     AgentHello,
     AgentWelcome,
+    ClientHello,
     ClientWelcome,
     ErrorReply,
     Heartbeat,
@@ -86,14 +89,6 @@ async def manager() -> AsyncIterator[Manager]:
         tg.cancel_scope.cancel()
 
 
-@pytest.fixture
-async def conns() -> AsyncIterator[list[Conn]]:
-    opened: list[Conn] = []
-    yield opened
-    for c in opened:
-        await c.close()
-
-
 async def connect(m: Manager, conns: list[Conn], **hello: Any) -> tuple[Conn, ClientWelcome]:
     c = await Conn.open(m.client_url)
     conns.append(c)
@@ -146,6 +141,22 @@ async def test_malformed_first_frame(manager: Manager, conns: list[Conn]) -> Non
     reply = await c.recv()
     assert isinstance(reply, ErrorReply) and reply.error.code == "bad-request"
     assert "client" in reply.error.message
+
+
+async def test_first_message_must_be_the_apis_hello(manager: Manager, conns: list[Conn]) -> None:
+    for url, wrong, expected in [
+        (manager.client_url, Heartbeat(), "client-hello"),
+        (manager.agent_url, ClientHello(client="alice@laptop"), "agent-hello"),
+    ]:
+        c = await Conn.open(url)
+        conns.append(c)
+        await c.send(wrong)
+        reply = await c.recv()
+        assert isinstance(reply, ErrorReply), reply
+        assert reply.error.code == "bad-request"
+        assert reply.error.title == f"Expected {expected}"
+        assert reply.error.message == f"got {wrong.type}"
+        assert await c.recv() is None
 
 
 async def test_team_mode_requires_a_valid_key(manager: Manager, conns: list[Conn]) -> None:

@@ -23,7 +23,7 @@ import contextlib
 import json
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import anyio
@@ -66,14 +66,6 @@ def leave_no_install(kube: Kube) -> Iterator[None]:
     """Whatever a test did, waylay is gone after it (uninstall is idempotent)."""
     yield
     uninstall(kube, OPTS)
-
-
-@pytest.fixture
-async def conns() -> AsyncIterator[list[Conn]]:
-    opened: list[Conn] = []
-    yield opened
-    for c in opened:
-        await c.close()
 
 
 def manager_url(kube: Kube) -> str:

@@ -10,11 +10,8 @@ history).
 from __future__ import annotations
 
 import asyncio
-import shutil
-import threading
 import uuid
 from collections.abc import Coroutine, Iterator
-from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,6 +21,7 @@ from kubernetes import client, config
 
 from sandbox.cluster import Cluster
 from sandbox.server import ADMIN_CONTEXT, DEVELOPER_CONTEXT, Sandbox
+from tests.sandbox.helpers import serving
 
 T = TypeVar("T")
 
@@ -58,36 +56,9 @@ class SandboxHandle:
 
 @pytest.fixture(scope="session")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxHandle]:
-    directory = tmp_path_factory.mktemp("sandbox")
-    box = Sandbox(directory, bookmark_interval=1.0, persist=False)
-    loop = asyncio.new_event_loop()
-    started: Future[None] = Future()
-
-    def serve() -> None:
-        asyncio.set_event_loop(loop)
-
-        async def start() -> None:
-            try:
-                await box.start()
-            except BaseException as exc:
-                started.set_exception(exc)
-                raise
-            started.set_result(None)
-
-        loop.run_until_complete(start())
-        loop.run_forever()
-
-    thread = threading.Thread(target=serve, name="sandbox", daemon=True)
-    thread.start()
-    started.result(timeout=60)
-    handle = SandboxHandle(box, loop, box.kubeconfig)
-    try:
-        yield handle
-    finally:
-        asyncio.run_coroutine_threadsafe(box.stop(), loop).result(60)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(30)
-        shutil.rmtree(directory, ignore_errors=True)
+    box = Sandbox(tmp_path_factory.mktemp("sandbox"), bookmark_interval=1.0, persist=False)
+    with serving(box, thread_name="sandbox") as loop:
+        yield SandboxHandle(box, loop, box.kubeconfig)
 
 
 @pytest.fixture

@@ -2,22 +2,68 @@
 
 from __future__ import annotations
 
+import asyncio
+import shutil
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from contextlib import contextmanager
 from typing import Any, TypeVar
+
+from sandbox.server import Sandbox
 
 T = TypeVar("T")
 
 
-def wait_for(condition: Callable[[], T], *, timeout: float = 20.0, what: str = "") -> T:
-    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
+@contextmanager
+def serving(box: Sandbox, *, thread_name: str) -> Iterator[asyncio.AbstractEventLoop]:
+    """Run ``box`` on a fresh event loop in a daemon thread and give that loop.
+
+    A failed start is raised here (after at most 60 s). On leaving, the sandbox
+    is stopped, the loop and thread end, and the sandbox's directory is removed.
+    """
+    loop = asyncio.new_event_loop()
+    started: Future[None] = Future()
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+
+        async def start() -> None:
+            try:
+                await box.start()
+            except BaseException as exc:
+                started.set_exception(exc)
+                raise
+            started.set_result(None)
+
+        loop.run_until_complete(start())
+        loop.run_forever()
+
+    thread = threading.Thread(target=run, name=thread_name, daemon=True)
+    thread.start()
+    started.result(timeout=60)
+    try:
+        yield loop
+    finally:
+        asyncio.run_coroutine_threadsafe(box.stop(), loop).result(60)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(30)
+        shutil.rmtree(box.directory, ignore_errors=True)
+
+
+def wait_for(
+    condition: Callable[[], T], *, timeout: float = 20.0, what: str = "", interval: float = 0.05
+) -> T:
+    """Poll ``condition`` every ``interval`` seconds until it returns something truthy;
+    fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
         last = condition()
         if last:
             return last
-        time.sleep(0.05)
+        time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}: {last!r}")
 
 

@@ -9,14 +9,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import anyio
 import pytest
 
-from sandbox import gc
 from sandbox.cluster import Cluster
-from sandbox.controllers import CONTROLLERS
 
-from .helpers import StandInNode
+from .helpers import StandInNode, control_plane
 
 
 @pytest.fixture
@@ -31,14 +28,8 @@ async def sandbox() -> AsyncIterator[tuple[Cluster, StandInNode]]:
         await c.create(
             "namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}}
         )
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(gc.run, c)
-            node = StandInNode(c)
-            tg.start_soon(node.run)
-            for controller in CONTROLLERS:
-                tg.start_soon(controller, c)
+        async with control_plane(c) as node:
             yield c, node
-            tg.cancel_scope.cancel()
     finally:
         c.close()
 

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +16,7 @@ from typing import Any
 from kubernetes import client, config, watch
 
 from sandbox.server import ADMIN_CONTEXT, Sandbox
+from tests.sandbox.helpers import serving
 
 
 @dataclass
@@ -48,33 +47,8 @@ class Server:
 def serve(directory: Path) -> Iterator[Server]:
     """Run a sandbox without a kubelet on its own loop and thread."""
     box = Sandbox(directory, kubelet=False, bookmark_interval=1.0)
-    loop = asyncio.new_event_loop()
-    started: Future[None] = Future()
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-
-        async def start() -> None:
-            try:
-                await box.start()
-            except BaseException as exc:
-                started.set_exception(exc)
-                raise
-            started.set_result(None)
-
-        loop.run_until_complete(start())
-        loop.run_forever()
-
-    thread = threading.Thread(target=run, name="sandbox-controllers-e2e", daemon=True)
-    thread.start()
-    started.result(timeout=60)
-    try:
+    with serving(box, thread_name="sandbox-controllers-e2e") as loop:
         yield Server(box, loop)
-    finally:
-        asyncio.run_coroutine_threadsafe(box.stop(), loop).result(60)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(30)
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 def _now() -> str:

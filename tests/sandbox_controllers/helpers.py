@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 import anyio
 
+from sandbox import gc
 from sandbox.cluster import Cluster
+from sandbox.controllers import CONTROLLERS
 from sandbox.errors import ApiError
 
 Obj = dict[str, Any]
@@ -100,6 +103,14 @@ async def mark_ready(cluster: Cluster, pod: Obj) -> Obj:
     return await set_pod_status(cluster, pod, ready=True)
 
 
+async def set_image(cluster: Cluster, resource: str, name: str, image: str) -> None:
+    """Change the ``app`` container's image in a workload's template (``kubectl set image``)."""
+    template = {"spec": {"containers": [{"name": "app", "image": image}]}}
+    await cluster.patch(
+        resource, "default", name, {"spec": {"template": template}}, patch_type="strategic"
+    )
+
+
 def is_ready(pod: Obj) -> bool:
     return any(
         c.get("type") == "Ready" and c.get("status") == "True"
@@ -114,21 +125,35 @@ def container(name: str = "app", image: str = "demo/hello:1", **ports: int) -> O
     return c
 
 
-def deployment(name: str, replicas: int, *, image: str = "demo/hello:1", **spec: Any) -> Obj:
+def workload(
+    kind: str,
+    name: str,
+    replicas: int,
+    containers: list[Obj],
+    *,
+    labels: dict[str, str] | None = None,
+    **spec: Any,
+) -> Obj:
+    """An apps/v1 ``kind`` in ``default`` selecting ``app=<name>``; its pods carry
+    ``labels`` (default just that one); ``spec`` adds or overrides spec fields."""
     return {
         "apiVersion": "apps/v1",
-        "kind": "Deployment",
+        "kind": kind,
         "metadata": {"name": name, "namespace": "default"},
         "spec": {
             "replicas": replicas,
             "selector": {"matchLabels": {"app": name}},
             "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {"containers": [container(image=image, http=8080)]},
+                "metadata": {"labels": labels or {"app": name}},
+                "spec": {"containers": containers},
             },
             **spec,
         },
     }
+
+
+def deployment(name: str, replicas: int, *, image: str = "demo/hello:1", **spec: Any) -> Obj:
+    return workload("Deployment", name, replicas, [container(image=image, http=8080)], **spec)
 
 
 class StandInNode:
@@ -189,3 +214,17 @@ def events(
         for e in cluster.store.list("events", ns)
         if e["involvedObject"]["kind"] == kind and e["involvedObject"]["name"] == name
     ]
+
+
+@asynccontextmanager
+async def control_plane(cluster: Cluster) -> AsyncIterator[StandInNode]:
+    """Run the garbage collector, a ``StandInNode`` and every controller on
+    ``cluster`` until the block ends; gives the node."""
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(gc.run, cluster)
+        node = StandInNode(cluster)
+        tg.start_soon(node.run)
+        for controller in CONTROLLERS:
+            tg.start_soon(controller, cluster)
+        yield node
+        tg.cancel_scope.cancel()

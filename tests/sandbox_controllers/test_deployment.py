@@ -23,7 +23,7 @@ from typing import Any
 
 from sandbox.cluster import Cluster
 
-from .helpers import deployment, is_ready, mark_ready, pods, until
+from .helpers import deployment, is_ready, mark_ready, pods, set_image, until
 
 DEPLOY = "deployments.apps"
 RS = "replicasets.apps"
@@ -140,17 +140,7 @@ async def test_rolling_update_respects_surge_and_unavailability(cluster: Cluster
         worst["ready"] = min(worst["ready"], ready)
 
     cluster.subscribe(watch)
-    await cluster.patch(
-        DEPLOY,
-        "default",
-        "hello",
-        {
-            "spec": {
-                "template": {"spec": {"containers": [{"name": "app", "image": "demo/hello:2"}]}}
-            }
-        },
-        patch_type="strategic",
-    )
+    await set_image(cluster, DEPLOY, "hello", "demo/hello:2")
     await until(cluster, lambda: len(replicasets(cluster, "hello")) == 2)
     await ready_all(cluster, "hello")
     cluster.unsubscribe(watch)
@@ -175,17 +165,7 @@ async def test_percentages_and_default_strategy(cluster: Cluster) -> None:
     # Defaults are 25%/25%: on 4 replicas, surge 1 and unavailable 1.
     await cluster.create(DEPLOY, deployment("hello", 4))
     await ready_all(cluster, "hello")
-    await cluster.patch(
-        DEPLOY,
-        "default",
-        "hello",
-        {
-            "spec": {
-                "template": {"spec": {"containers": [{"name": "app", "image": "demo/hello:2"}]}}
-            }
-        },
-        patch_type="strategic",
-    )
+    await set_image(cluster, DEPLOY, "hello", "demo/hello:2")
     new = await until(
         cluster,
         lambda: [
@@ -253,17 +233,7 @@ async def test_recreate_never_overlaps(cluster: Cluster) -> None:
             overlap.append(images)
 
     cluster.subscribe(watch)
-    await cluster.patch(
-        DEPLOY,
-        "default",
-        "hello",
-        {
-            "spec": {
-                "template": {"spec": {"containers": [{"name": "app", "image": "demo/hello:2"}]}}
-            }
-        },
-        patch_type="strategic",
-    )
+    await set_image(cluster, DEPLOY, "hello", "demo/hello:2")
     await until(cluster, lambda: len(replicasets(cluster, "hello")) == 2)
     await ready_all(cluster, "hello")
     cluster.unsubscribe(watch)
@@ -290,13 +260,7 @@ async def test_revision_history_limit_prunes_old_replicasets(cluster: Cluster) -
     await cluster.create(DEPLOY, deployment("hello", 1, revisionHistoryLimit=1))
     for image in ("demo/hello:2", "demo/hello:3"):
         await ready_all(cluster, "hello")
-        await cluster.patch(
-            DEPLOY,
-            "default",
-            "hello",
-            {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": image}]}}}},
-            patch_type="strategic",
-        )
+        await set_image(cluster, DEPLOY, "hello", image)
     await ready_all(cluster, "hello")
     await until(
         cluster, lambda: len(replicasets(cluster, "hello")) == 2, what="one old ReplicaSet kept"

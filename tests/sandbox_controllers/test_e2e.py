@@ -18,13 +18,14 @@ renamed named port.
 from __future__ import annotations
 
 import shutil
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from kubernetes import client
+
+from tests.sandbox.helpers import wait_for
 
 from .e2e import Server, StandInKubelet, serve
 
@@ -51,18 +52,6 @@ def namespace(api: client.ApiClient) -> Iterator[str]:
     core.create_namespace({"metadata": {"name": name}})
     yield name
     core.delete_namespace(name)
-
-
-def eventually(check: Callable[[], Any], *, timeout: float = 20, what: str = "") -> Any:
-    """Poll ``check`` (an API read) until it is truthy, with a deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or check}")
-        time.sleep(0.05)
 
 
 def deployment_body(name: str, replicas: int, image: str = "demo/hello:1") -> dict[str, Any]:
@@ -237,7 +226,7 @@ def test_endpoints_through_the_client(
             assert len(ready) == len(not_ready) == 2
             return (ready, not_ready) if (got_ready, got_not_ready) == (ready, not_ready) else None
 
-        eventually(split, what="Endpoints to split ready and unready pods")
+        wait_for(split, what="Endpoints to split ready and unready pods")
         ep = core.read_namespaced_endpoints("hello", namespace)
         assert [p.port for s in ep.subsets for p in s.ports] == [8080]
 
@@ -271,4 +260,4 @@ def test_endpoints_through_the_client(
                 and sum(len(s.endpoints) for s in slices) == 4
             )
 
-        eventually(moved, timeout=30, what="endpoints on the agent's port 9900")
+        wait_for(moved, timeout=30, what="endpoints on the agent's port 9900")

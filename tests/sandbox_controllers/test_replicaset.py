@@ -17,26 +17,14 @@ from typing import Any
 
 from sandbox.cluster import Cluster
 
-from .helpers import container, events, is_ready, mark_ready, pods, until
+from .helpers import container, events, is_ready, mark_ready, pods, until, workload
 
 RS = "replicasets.apps"
 
 
 def replicaset(name: str, replicas: int, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "ReplicaSet",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name, "tier": "web"}},
-                "spec": {"containers": [container()]},
-            },
-            **spec,
-        },
-    }
+    labels = {"app": name, "tier": "web"}
+    return workload("ReplicaSet", name, replicas, [container()], labels=labels, **spec)
 
 
 def status(cluster: Cluster, name: str) -> dict[str, Any]:

@@ -13,14 +13,18 @@ from __future__ import annotations
 import socket
 from typing import Any
 
-import anyio
-
-from sandbox import gc
 from sandbox.admission import MutatingAdmission
 from sandbox.cluster import Cluster
-from sandbox.controllers import CONTROLLERS
 
-from .helpers import StandInNode, container, deployment, is_ready, mark_ready, pods, until
+from .helpers import (
+    container,
+    control_plane,
+    deployment,
+    is_ready,
+    mark_ready,
+    pods,
+    until,
+)
 
 RS = "replicasets.apps"
 WEBHOOKS = "mutatingwebhookconfigurations.admissionregistration.k8s.io"
@@ -100,12 +104,7 @@ async def test_refused_pods_do_not_stop_the_controller(cluster: Cluster) -> None
 
 async def _run_controllers_until_available(c: Cluster) -> list[str]:
     """Start fresh controllers, wait until 3 replicas are available, stop them."""
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(gc.run, c)
-        node = StandInNode(c)
-        tg.start_soon(node.run)
-        for controller in CONTROLLERS:
-            tg.start_soon(controller, c)
+    async with control_plane(c):
         if c.store.get("deployments.apps", "default", "hello") is None:
             await c.create("deployments.apps", deployment("hello", 3))
         found = await until(c, lambda: len(pods(c, app="hello")) == 3 and pods(c, app="hello"))
@@ -118,7 +117,6 @@ async def _run_controllers_until_available(c: Cluster) -> list[str]:
             return int((d.get("status") or {}).get("availableReplicas") or 0)
 
         await until(c, lambda: available() == 3)
-        tg.cancel_scope.cancel()
     return sorted(p["metadata"]["name"] for p in pods(c, app="hello"))
 
 

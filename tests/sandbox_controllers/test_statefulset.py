@@ -18,27 +18,24 @@ from typing import Any
 
 from sandbox.cluster import Cluster
 
-from .helpers import StandInNode, container, events, is_ready, mark_ready, pods, until
+from .helpers import (
+    StandInNode,
+    container,
+    events,
+    is_ready,
+    mark_ready,
+    pods,
+    set_image,
+    until,
+    workload,
+)
 
 STS = "statefulsets.apps"
 
 
 def statefulset(name: str, replicas: int, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "StatefulSet",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": {
-            "replicas": replicas,
-            "serviceName": name,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {"containers": [container(image="demo/db:1")]},
-            },
-            **spec,
-        },
-    }
+    spec = {"serviceName": name, **spec}
+    return workload("StatefulSet", name, replicas, [container(image="demo/db:1")], **spec)
 
 
 def names(cluster: Cluster, app: str) -> list[str]:
@@ -116,13 +113,7 @@ async def test_rolling_update_in_reverse_ordinal_order(cluster: Cluster) -> None
     await cluster.create(STS, statefulset("web", 3))
     await ready_in_order(cluster, "web", 3)
     old_revision = await until(cluster, lambda: status(cluster, "web").get("currentRevision"))
-    await cluster.patch(
-        STS,
-        "default",
-        "web",
-        {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "demo/db:2"}]}}}},
-        patch_type="strategic",
-    )
+    await set_image(cluster, STS, "web", "demo/db:2")
     new_revision = await until(
         cluster,
         lambda: (r := status(cluster, "web").get("updateRevision")) != old_revision and r,
@@ -153,13 +144,7 @@ async def test_rolling_update_in_reverse_ordinal_order(cluster: Cluster) -> None
 async def test_on_delete_leaves_pods_alone(cluster: Cluster) -> None:
     await cluster.create(STS, statefulset("web", 1, updateStrategy={"type": "OnDelete"}))
     await ready_in_order(cluster, "web", 1)
-    await cluster.patch(
-        STS,
-        "default",
-        "web",
-        {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "demo/db:2"}]}}}},
-        patch_type="strategic",
-    )
+    await set_image(cluster, STS, "web", "demo/db:2")
     await until(cluster, lambda: status(cluster, "web").get("observedGeneration") == 2)
     web0 = pod(cluster, "web-0")
     assert web0 is not None and web0["spec"]["containers"][0]["image"] == "demo/db:1"
@@ -175,13 +160,7 @@ async def test_partition_holds_lower_ordinals_at_the_current_revision(cluster: C
     await cluster.create(STS, statefulset("web", 3, updateStrategy=strategy))
     await ready_in_order(cluster, "web", 3)
     old_revision = await until(cluster, lambda: status(cluster, "web").get("currentRevision"))
-    await cluster.patch(
-        STS,
-        "default",
-        "web",
-        {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "demo/db:2"}]}}}},
-        patch_type="strategic",
-    )
+    await set_image(cluster, STS, "web", "demo/db:2")
     web2 = await until(
         cluster,
         lambda: (

@@ -7,6 +7,9 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from kubernetes import client
+from kubernetes.stream import portforward
+
 from sandbox.kubelet import Timings
 
 T = TypeVar("T")
@@ -79,3 +82,19 @@ async def http_get(host: str, port: int, path: str = "/", *, timeout: float = 5.
         data = await reader.read()
         writer.close()
         return data
+
+
+def get_via_portforward(
+    api: client.CoreV1Api, pod: str, namespace: str, path: str, *, timeout: float
+) -> bytes:
+    """The whole reply (head and body) to ``GET path`` (HTTP/1.0) on the pod's port
+    8080, through ``pods/portforward`` with the ``kubernetes`` client (blocking)."""
+    forward = portforward(api.connect_get_namespaced_pod_portforward, pod, namespace, ports="8080")
+    sock = forward.socket(8080)
+    sock.settimeout(timeout)
+    sock.sendall(f"GET {path} HTTP/1.0\r\nHost: x\r\n\r\n".encode())
+    chunks = []
+    while chunk := sock.recv(65536):
+        chunks.append(chunk)
+    sock.close()
+    return b"".join(chunks)

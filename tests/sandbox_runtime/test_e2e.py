@@ -24,10 +24,10 @@ from typing import Any
 
 import pytest
 from kubernetes import client
-from kubernetes.stream import portforward
 
 from tests.sandbox.conftest import SandboxHandle
 from tests.sandbox.helpers import wait_for
+from tests.sandbox_runtime.helpers import get_via_portforward
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -205,17 +205,7 @@ def test_client_portforward_through_the_api_server(
         {"metadata": {"name": "fwd", "labels": {"app": "fwd"}}, "spec": _template("fwd")["spec"]},
     )
     wait_for(lambda: _ready_pods(core, namespace, "fwd", 1), timeout=30, what="fwd Ready")
-    forward = portforward(
-        core.connect_get_namespaced_pod_portforward, "fwd", namespace, ports="8080"
-    )
-    sock = forward.socket(8080)
-    sock.settimeout(10)
-    sock.sendall(b"GET /through-the-api HTTP/1.0\r\nHost: x\r\n\r\n")
-    chunks = []
-    while chunk := sock.recv(65536):
-        chunks.append(chunk)
-    sock.close()
-    reply = b"".join(chunks)
+    reply = get_via_portforward(core, "fwd", namespace, "/through-the-api", timeout=10)
     assert b'"pod": "fwd"' in reply and b"/through-the-api" in reply
 
 

@@ -25,7 +25,7 @@ from kubernetes.stream import portforward
 from sandbox.errors import ApiError
 from sandbox.portforward import serve_portforward
 from tests.sandbox_runtime.conftest import Runtime
-from tests.sandbox_runtime.helpers import condition, pod, wait_for
+from tests.sandbox_runtime.helpers import condition, get_via_portforward, pod, wait_for
 
 
 async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -178,17 +178,7 @@ async def test_kubelet_forwards_to_the_pods_own_address(runtime: Runtime) -> Non
     url = f"http://127.0.0.1:{runner.addresses[0][1]}"
 
     def get(api: client.CoreV1Api) -> bytes:
-        forward = portforward(
-            api.connect_get_namespaced_pod_portforward, "p", "default", ports="8080"
-        )
-        sock = forward.socket(8080)
-        sock.settimeout(5)
-        sock.sendall(b"GET /via-forward HTTP/1.0\r\nHost: x\r\n\r\n")
-        chunks = []
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
-        sock.close()
-        return b"".join(chunks)
+        return get_via_portforward(api, "p", "default", "/via-forward", timeout=5)
 
     try:
         reply = await anyio.to_thread.run_sync(get, _core(url))

@@ -15,7 +15,6 @@ those elsewhere do not; kubectl as developer prints the real Forbidden line.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import shutil
@@ -31,9 +30,10 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
 from sandbox.auth import DEVELOPER, Authenticator
-from sandbox.rbac import forbidden_status
+from sandbox.rbac import Forbidden
 from sandbox.server import ADMIN_CONTEXT, DEVELOPER_CONTEXT, Sandbox
 from tests.sandbox_security.webhook_server import WebhookServer
+from tests.sandbox_security.webhook_server import hook as webhook_entry
 
 T = TypeVar("T")
 
@@ -120,8 +120,9 @@ async def test_developer_reads_but_cannot_delete(sandbox: Running) -> None:
     with pytest.raises(ApiException) as err:
         await call(lambda: dev.delete_namespaced_pod("web-1", "shop"))
     assert err.value.status == 403
-    assert json.loads(err.value.body) == forbidden_status(
-        DEVELOPER, "delete", "", "pods", "", "shop", "web-1"
+    assert (
+        json.loads(err.value.body)
+        == Forbidden(DEVELOPER, "delete", "", "pods", "", "shop", "web-1").status()
     )
     assert json.loads(err.value.body)["message"] == (
         'pods "web-1" is forbidden: User "developer" cannot delete resource "pods" '
@@ -202,24 +203,7 @@ async def test_webhook_injects_into_generate_name_pod(
     hook = {
         "metadata": {"name": "waylay"},
         "webhooks": [
-            {
-                "name": "inject.waylay.dev",
-                "clientConfig": {
-                    "url": f"https://localhost:{webhook.port}/inject",
-                    "caBundle": base64.b64encode(webhook.ca.cert_pem).decode(),
-                },
-                "rules": [
-                    {
-                        "operations": ["CREATE"],
-                        "apiGroups": [""],
-                        "apiVersions": ["v1"],
-                        "resources": ["pods"],
-                    }
-                ],
-                "sideEffects": "None",
-                "admissionReviewVersions": ["v1"],
-                "timeoutSeconds": 5,
-            }
+            webhook_entry(webhook, "inject.waylay.dev", "/inject", url=True, timeoutSeconds=5)
         ],
     }
     adm = client.AdmissionregistrationV1Api(admin_client)
@@ -240,31 +224,16 @@ async def test_webhook_injects_into_deployment_pods(
     for name, labels in (("shop", {"waylay-inject": "on"}), ("plain", {})):
         body = {"metadata": {"name": name, "labels": labels}}
         await call(lambda body=body: admin.create_namespace(body))
-    hook = {
-        "metadata": {"name": "waylay"},
-        "webhooks": [
-            {
-                "name": "inject.waylay.dev",
-                "clientConfig": {
-                    "url": f"https://localhost:{webhook.port}/inject",
-                    "caBundle": base64.b64encode(webhook.ca.cert_pem).decode(),
-                },
-                "rules": [
-                    {
-                        "operations": ["CREATE"],
-                        "apiGroups": [""],
-                        "apiVersions": ["v1"],
-                        "resources": ["pods"],
-                    }
-                ],
-                "namespaceSelector": {"matchLabels": {"waylay-inject": "on"}},
-                "failurePolicy": "Fail",
-                "sideEffects": "None",
-                "admissionReviewVersions": ["v1"],
-                "timeoutSeconds": 5,
-            }
-        ],
-    }
+    entry = webhook_entry(
+        webhook,
+        "inject.waylay.dev",
+        "/inject",
+        url=True,
+        namespaceSelector={"matchLabels": {"waylay-inject": "on"}},
+        failurePolicy="Fail",
+        timeoutSeconds=5,
+    )
+    hook = {"metadata": {"name": "waylay"}, "webhooks": [entry]}
     adm = client.AdmissionregistrationV1Api(admin_client)
     await call(lambda: adm.create_mutating_webhook_configuration(hook))
     apps = client.AppsV1Api(admin_client)

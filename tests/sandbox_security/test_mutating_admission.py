@@ -20,17 +20,16 @@ called in name order.
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
 import pytest
 
-from core.certs import CA, make_ca
+from core.certs import make_ca
 from sandbox.admission import MutatingAdmission
 from sandbox.auth import DEVELOPER
 from sandbox.errors import ApiError
 from sandbox.store import Store
-from tests.sandbox_security.webhook_server import WebhookServer
+from tests.sandbox_security.webhook_server import WebhookServer, hook
 
 HOOKS = "mutatingwebhookconfigurations.admissionregistration.k8s.io"
 
@@ -48,46 +47,6 @@ def store(webhook: WebhookServer) -> Store:
         },
     )
     return s
-
-
-def hook(
-    webhook: WebhookServer,
-    name: str,
-    path: str,
-    *,
-    rules: list[dict[str, Any]] | None = None,
-    ca: CA | None = None,
-    url: bool = False,
-    **extra: Any,
-) -> dict[str, Any]:
-    client: dict[str, Any] = {
-        "caBundle": base64.b64encode((ca or webhook.ca).cert_pem).decode(),
-    }
-    if url:
-        client["url"] = f"https://localhost:{webhook.port}{path}"
-    else:
-        client["service"] = {
-            "namespace": "waylay",
-            "name": "hook",
-            "path": path,
-            "port": webhook.port,
-        }
-    return {
-        "name": name,
-        "clientConfig": client,
-        "rules": rules
-        or [
-            {
-                "operations": ["CREATE"],
-                "apiGroups": [""],
-                "apiVersions": ["v1"],
-                "resources": ["pods"],
-            }
-        ],
-        "sideEffects": "None",
-        "admissionReviewVersions": ["v1"],
-        **extra,
-    }
 
 
 def configure(store: Store, name: str, *hooks: dict[str, Any]) -> None:

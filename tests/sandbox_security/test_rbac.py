@@ -22,7 +22,7 @@ import pytest
 
 from sandbox.auth import ADMIN, DEVELOPER, Authenticator, UserInfo
 from sandbox.bootstrap import bootstrap_objects
-from sandbox.rbac import Authorizer, forbidden_error, forbidden_status
+from sandbox.rbac import Authorizer, Forbidden
 from sandbox.resources import RESOURCES
 from sandbox.store import Store
 
@@ -305,7 +305,7 @@ def test_non_resource_urls(store: Store, authz: Authorizer) -> None:
 
 
 def test_forbidden_status_is_kube_apiservers() -> None:
-    assert forbidden_status(DEVELOPER, "delete", "", "pods", "", "shop", "x") == {
+    assert Forbidden(DEVELOPER, "delete", "", "pods", "", "shop", "x").status() == {
         "kind": "Status",
         "apiVersion": "v1",
         "metadata": {},
@@ -343,15 +343,15 @@ def test_forbidden_status_is_kube_apiservers() -> None:
     ],
 )
 def test_forbidden_messages(args: tuple[Any, ...], message: str, details: dict[str, Any]) -> None:
-    body = forbidden_status(DEVELOPER, *args)
+    body = Forbidden(DEVELOPER, *args).status()
     assert body["message"] == message
     assert body["details"] == details
-    err = forbidden_error(DEVELOPER, *args)
+    err = Forbidden(DEVELOPER, *args).error()
     assert (err.code, err.reason, err.message) == (403, "Forbidden", message)
 
 
 def test_forbidden_non_resource_path() -> None:
-    body = forbidden_status(ALICE, "get", "", "", "", None, None, path="/metrics")
+    body = Forbidden(ALICE, "get", "", "", "", None, None, path="/metrics").status()
     assert body["message"] == 'forbidden: User "alice" cannot get path "/metrics"'
     assert body["details"] == {}
 

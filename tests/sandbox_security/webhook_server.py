@@ -6,7 +6,8 @@ test ends; ``/wrong-uid`` answers with another uid; ``/deny`` refuses with 403
 annotation ``calls`` to how often it was called; ``/error`` answers HTTP 500;
 ``/garbage`` answers JSON that is not an AdmissionReview; anything else allows
 as is.
-Every AdmissionReview received is kept in ``reviews[path]``.
+Every AdmissionReview received is kept in ``reviews[path]``. ``hook`` builds a
+webhook configuration entry that calls this server.
 """
 
 from __future__ import annotations
@@ -34,6 +35,52 @@ class WebhookServer:
 
     def requests(self, path: str) -> list[dict[str, Any]]:
         return [r["request"] for r in self.reviews.get(path, [])]
+
+
+def hook(
+    webhook: WebhookServer,
+    name: str,
+    path: str,
+    *,
+    rules: list[dict[str, Any]] | None = None,
+    ca: CA | None = None,
+    url: bool = False,
+    **extra: Any,
+) -> dict[str, Any]:
+    """One entry of a MutatingWebhookConfiguration's ``webhooks`` calling ``webhook`` at ``path``.
+
+    Reached through Service ``waylay/hook`` (on the webhook's port), or by URL with
+    ``url=True``; the caBundle is ``ca`` or the webhook's own; pods are matched on
+    CREATE unless ``rules`` say otherwise; ``extra`` adds fields (timeoutSeconds, ...).
+    """
+    client: dict[str, Any] = {
+        "caBundle": base64.b64encode((ca or webhook.ca).cert_pem).decode(),
+    }
+    if url:
+        client["url"] = f"https://localhost:{webhook.port}{path}"
+    else:
+        client["service"] = {
+            "namespace": "waylay",
+            "name": "hook",
+            "path": path,
+            "port": webhook.port,
+        }
+    return {
+        "name": name,
+        "clientConfig": client,
+        "rules": rules
+        or [
+            {
+                "operations": ["CREATE"],
+                "apiGroups": [""],
+                "apiVersions": ["v1"],
+                "resources": ["pods"],
+            }
+        ],
+        "sideEffects": "None",
+        "admissionReviewVersions": ["v1"],
+        **extra,
+    }
 
 
 def _allow(review: dict[str, Any], patch: list[dict[str, Any]] | None = None) -> dict[str, Any]:

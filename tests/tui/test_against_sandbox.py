@@ -5,9 +5,9 @@ Deployment and its Service created in the cluster appear with services:ports
 and, as the kubelet starts the pod, the ready count follows live (watches,
 ``ClusterChanged``), with no key pressed; the namespace list counts it and
 digits/`:ns` narrow to it; `:ctx` lists the kubeconfig's contexts; with no
-traffic manager installed the header says the manager is unreachable and an
-intercept made with the wizard ends in an error modal whose hint names
-`waylay install`, never a traceback; quitting closes core cleanly; a context
+traffic manager installed the header says it is not installed and `i`
+explains in an error modal whose hint names `waylay install`, never a
+traceback; quitting closes core cleanly; a context
 whose cluster cannot be reached shows an error modal at start.
 """
 
@@ -31,7 +31,6 @@ from tui.app import WaylayApp
 from tui.core_source import connect_core
 from tui.modals.contexts import ContextModal
 from tui.modals.error import ErrorModal
-from tui.screens.wizard import WizardScreen
 from tui.source import ClusterSource
 from tui.widgets.header_bar import HeaderBar
 from tui.widgets.namespace_list import NamespaceList
@@ -110,6 +109,7 @@ async def test_live_view_and_a_refused_intercept(
         await until(pilot, lambda: header.session is not None, timeout=WAIT)
         assert header.context is not None and header.context.name == sandbox.admin_context
         assert header.session is not None and not header.session.healthy  # no manager
+        assert header.session.manager_missing and "not installed" in str(header.render())
 
         await anyio.to_thread.run_sync(create_greeter, sandbox, tui_ns)
         table = app.main.query_one(WorkloadTable)
@@ -133,18 +133,13 @@ async def test_live_view_and_a_refused_intercept(
 
         table.focus()
         table.move_cursor(row=0)
-        await pilot.press("i")
-        await until(pilot, lambda: isinstance(app.screen, WizardScreen))
-        wizard = app.screen
-        assert isinstance(wizard, WizardScreen)
-        assert [s.id for s in wizard.wizard.steps()] == ["local_port", "scope"]
-        await pilot.press("enter", "enter")
+        await pilot.press("i")  # explains instead of opening a wizard that cannot finish
         await until(pilot, lambda: isinstance(app.screen, ErrorModal), timeout=WAIT)
         modal = app.screen
         assert isinstance(modal, ErrorModal)
         assert "traffic manager" in modal.text and "waylay install" in modal.text
         assert "Traceback" not in modal.text
-        await pilot.press("escape", "escape", "escape")
+        await pilot.press("escape")
         await until(pilot, lambda: app.screen is app.main)
         await pilot.press("q")
         await until(pilot, lambda: not app.is_running, timeout=WAIT)

@@ -1,46 +1,43 @@
 """The main view: namespaces, workloads, intercepts and live traffic.
 
-It reads from the app's ``ClusterSource`` in workers and reacts to the
-app-level messages those workers post; it never polls. Keys follow k9s; the
+Its workers (``SourceScreen``) read from the app's ``ClusterSource``; here it
+lays out the panes, reacts to the app-level messages the workers post (it
+never polls) and runs the keys (`:` commands in ``main_commands``). Keys follow k9s; the
 footer shows only those that apply to what is selected now (``check_action``).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer
-from textual.worker import Worker
 
 from tui import messages as m
-from tui.commands import BadCommand, parse_command
 from tui.modals.confirm import ConfirmModal
-from tui.modals.contexts import ContextModal
 from tui.modals.help import HelpModal
 from tui.modals.login import LoginModal
 from tui.modals.traffic_detail import TrafficDetailModal
+from tui.screens.main_commands import run_command
+from tui.screens.source_screen import SourceScreen
 from tui.widgets.header_bar import HeaderBar
 from tui.widgets.intercepts_pane import InterceptsPane
 from tui.widgets.namespace_list import NamespaceList
 from tui.widgets.prompt_bar import PromptBar
 from tui.widgets.traffic_log import TrafficLog
-from tui.widgets.workload_table import KindFilter, WorkloadTable
+from tui.widgets.workload_table import WorkloadTable
 from tui.wizard.plan import header_line
 
 if TYPE_CHECKING:
     from core.protocol import InterceptInfo
-    from tui.app import WaylayApp
-    from tui.source import ClusterSource, SessionInfo
 
 FILTERABLE = ("workloads", "traffic")
 
 
-class MainScreen(Screen[None]):
+class MainScreen(SourceScreen):
     BINDINGS = [
         Binding(
             "i", "intercept", "intercept", id="main.intercept", tooltip="intercept the workload"
@@ -58,19 +55,6 @@ class MainScreen(Screen[None]):
         Binding("q", "quit", "quit", id="main.quit"),
         *(Binding(str(n), f"namespace_number({n})", f"ns {n}", show=False) for n in range(10)),
     ]
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.namespace: str | None = None
-        self.session: SessionInfo | None = None
-
-    @property
-    def waylay(self) -> WaylayApp:
-        return cast("WaylayApp", self.app)
-
-    @property
-    def source(self) -> ClusterSource | None:
-        return self.waylay.source
 
     # ---------------------------------------------------------------- layout
 
@@ -97,66 +81,6 @@ class MainScreen(Screen[None]):
         self.load()
         self.watch_changes()
         self.watch_traffic()
-
-    # --------------------------------------------------------------- workers
-
-    @work(exclusive=True, group="session", exit_on_error=False)
-    async def load_session(self) -> None:
-        assert self.source is not None
-        self.post_message(m.SessionKnown(await self.source.session()))
-
-    @work(exclusive=True, group="load", exit_on_error=False)
-    async def load(self) -> None:
-        source = self.source
-        assert source is not None
-        self.post_message(m.NamespacesLoaded(await source.namespaces()))
-        namespace = self.namespace
-        self.post_message(m.WorkloadsLoaded(namespace, await source.workloads(namespace)))
-        self.post_message(m.InterceptsLoaded(await source.intercepts()))
-
-    @work(exclusive=True, group="changes", exit_on_error=False)
-    async def watch_changes(self) -> None:
-        assert self.source is not None
-        async for change in self.source.changes():
-            error = getattr(change, "error", None)
-            if error is not None:  # a watch failed and is retrying
-                self.notify(
-                    str(getattr(error, "hint", "")), title=str(error.title), severity="warning"
-                )
-            self.post_message(m.ClusterChanged())
-
-    @work(exclusive=True, group="traffic", exit_on_error=False)
-    async def watch_traffic(self) -> None:
-        assert self.source is not None
-        async for event in self.source.traffic():
-            self.post_message(m.TrafficSeen([event]))
-
-    @work(exclusive=True, group="leave", exit_on_error=False)
-    async def leave(self, name: str) -> None:
-        assert self.source is not None
-        await self.source.leave(name)
-        self.post_message(m.InterceptLeft(name))
-
-    @work(exclusive=True, group="revoke", exit_on_error=False)
-    async def revoke(self, intercept_id: str) -> None:
-        assert self.source is not None
-        await self.source.revoke(intercept_id)
-        self.post_message(m.InterceptRevoked(intercept_id))
-
-    @work(exclusive=True, group="env", exit_on_error=False)
-    async def write_env(self, name: str) -> None:
-        assert self.source is not None
-        path = await self.source.write_env_file(name, self.waylay.env_dir / f"{name}.env")
-        self.notify(f"wrote {path}", title="env file")
-
-    @work(exclusive=True, group="login", exit_on_error=False)
-    async def login(self, api_key: str) -> None:
-        assert self.source is not None
-        session = await self.source.login(api_key)
-        self.post_message(m.LoggedIn(session))
-
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        self.waylay.on_worker_state_changed(event)
 
     # ------------------------------------------------------ app-level events
 
@@ -377,46 +301,4 @@ class MainScreen(Screen[None]):
         self.waylay.ask_quit(len(self.query_one(InterceptsPane).mine))
 
     def run_command(self, text: str) -> None:
-        try:
-            command = parse_command(text)
-        except BadCommand as problem:
-            self.notify(str(problem), title="command", severity="warning")
-            return
-        if command.kind == "kind":
-            self.query_one(WorkloadTable).set_kind(cast(KindFilter, command.arg))
-        elif command.kind == "ns":
-            self._command_ns(command.arg)
-        elif command.kind == "ctx":
-            self._command_ctx(command.arg)
-        elif command.kind == "help":
-            self.action_help()
-        elif command.kind == "quit":
-            self.action_quit()
-
-    def _command_ns(self, name: str) -> None:
-        if name in ("", "all", "0", "-A"):
-            self.switch_namespace(None)
-            return
-        known = [n.name for n in self.query_one(NamespaceList).namespaces]
-        if name not in known:
-            self.notify(
-                f"no namespace {name!r}; known: {', '.join(known) or '(none)'}",
-                title="command",
-                severity="warning",
-            )
-            return
-        self.switch_namespace(name)
-
-    def _command_ctx(self, name: str) -> None:
-        source = self.source
-        if source is None:
-            return
-        if name:
-            self.waylay.switch_context(name)
-            return
-
-        def picked(choice: str | None) -> None:
-            if choice and choice != source.context.name:
-                self.waylay.switch_context(choice)
-
-        self.app.push_screen(ContextModal(source.contexts(), source.context.name), picked)
+        run_command(self, text)

@@ -34,11 +34,19 @@ def header_text(context: ContextInfo | None, session: SessionInfo | None) -> Tex
     else:
         text.append(session.identity, style="bold")
     text.append("  │  manager ", style="dim")
+    if session.manager_missing:
+        text.append("not installed", style="bold yellow")
+        text.append(" · run ", style="dim")
+        text.append("waylay install", style="bold")
+        text.append(" (i explains)", style="dim")
+        return text
     text.append(session.manager_version or "?")
     if session.healthy:
         text.append(" ● healthy", style="green")
     else:
         text.append(" ● unreachable", style="bold red")
+        if session.problem is not None:
+            text.append(" (i explains)", style="dim")
     return text
 
 

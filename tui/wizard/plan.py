@@ -82,6 +82,9 @@ class Wizard:
     preview_defaults: dict[str, PreviewDefaults] = field(default_factory=dict)
     """Detected ingress defaults, by Service name (filled in as they arrive)."""
     busy_local_ports: frozenset[int] = frozenset()
+    local_port: int | None = None
+    """Where the developer's process is known to listen (``--local-port``, set by
+    `waylay demo` to its workstation server); else the Service's target port."""
     answers: dict[StepId, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -131,7 +134,7 @@ class Wizard:
                 "local_port",
                 "Which local port should receive the traffic?",
                 "text",
-                str(_default_local_port(port)),
+                str(self.local_port or _default_local_port(port)),
                 hint="your process listens here, on 127.0.0.1",
                 check=lambda text: fields.check_local_port(text, busy=busy),
             )
