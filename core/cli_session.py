@@ -279,6 +279,7 @@ def run_spec(args: argparse.Namespace) -> int:
                 {
                     "name": entry.name or w.name,
                     "workload": w.name if entry.name else None,
+                    "workload_kind": w.kind,
                     "namespace": spec.namespace,
                     "service": entry.service,
                     "port": f"{entry.local_port}:{entry.port}"

@@ -32,6 +32,8 @@ class InterceptRequest(BaseModel):
     """The positional argument: a workload name, or the intercept's name with --workload."""
     namespace: str | None = None
     workload: str | None = None
+    workload_kind: Literal["Deployment", "ReplicaSet", "StatefulSet"] | None = None
+    """Only when workloads of different kinds share the name (else Deployments win)."""
     service: str | None = None
     port: str | None = None
     """``LOCAL[:SVCPORT]``."""
@@ -99,7 +101,8 @@ def build_spec(
     """Resolve everything; raises core.errors lookup errors or ValueError for bad flags."""
     namespace = req.namespace or default_namespace
     naming = intercept_name(req.name, namespace, req.workload)
-    workload = find_workload(workloads, naming.workload, namespace)
+    kinds = [w for w in workloads if req.workload_kind in (None, w.kind)]
+    workload = find_workload(kinds, naming.workload, namespace)
     service = pick_service(workload, req.service)
     local_port, svc_port = parse_port_flag(req.port)
     port = pick_port(service, svc_port)

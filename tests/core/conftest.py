@@ -1,6 +1,6 @@
 """Fixtures for core's tests: a real sandbox API server over HTTP, and one demo
 sandbox (``python -m sandbox start --demo``, manager installed) shared by the
-end-to-end modules."""
+end-to-end modules of this package."""
 
 from __future__ import annotations
 
@@ -22,11 +22,21 @@ async def api(tmp_path: Path) -> AsyncIterator[SandboxApi]:
         yield server
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     with demo_sandbox(tmp_path_factory.mktemp("e2e")) as box:
         yield box
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    items.sort(key=lambda item: item.path.name == LAST)
+    """Move the team-mode module to the end of tests/core (not of the whole run: the
+    shared demo is torn down when tests/core ends)."""
+    last = [item for item in items if item.path.name == LAST]
+    if not last:
+        return
+    rest = [item for item in items if item.path.name != LAST]
+    here = last[0].path.parent
+    ours = [n for n, item in enumerate(rest) if item.path.parent == here]
+    cut = ours[-1] + 1 if ours else len(rest)
+    items[:] = [*rest[:cut], *last, *rest[cut:]]

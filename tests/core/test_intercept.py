@@ -5,7 +5,8 @@ numbered one when asked; single-user default is global tcp; headers or a
 path make it personal; team mode defaults to the auto header and prefix /;
 `auto` expands to <session>:<name>; K=V headers are lower-cased; `all` with
 other headers, tcp with headers, malformed headers and two path rules are
-refused; the workload kind and service port name travel in the spec.
+refused; the workload kind and service port name travel in the spec; a
+workload kind (spec files) picks among same-named workloads of different kinds.
 """
 
 from __future__ import annotations
@@ -87,3 +88,19 @@ def test_refusals() -> None:
     with pytest.raises(SeveralServices):
         _build(name="catalog")
     assert _build(name="catalog", service="b").service == "b"
+
+
+def test_workload_kind_picks_among_same_names() -> None:
+    orders_rs = ORDERS.model_copy(update={"kind": "ReplicaSet"})
+    both = [orders_rs, ORDERS]
+    made = build_spec(
+        InterceptRequest(name="orders", workload_kind="ReplicaSet"),
+        both,
+        default_namespace="shop",
+        session_id="s1",
+    )
+    assert made.workload_kind == "ReplicaSet"
+    default = build_spec(
+        InterceptRequest(name="orders"), both, default_namespace="shop", session_id="s1"
+    )
+    assert default.workload_kind == "Deployment"

@@ -43,6 +43,12 @@ class Server:
             timeout=timeout,
         )
 
+    def kubectl_ok(self, *args: str, timeout: float = 60) -> str:
+        """``kubectl``'s output; the test fails with its stderr unless it succeeded."""
+        out = self.kubectl(*args, timeout=timeout)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
 
 def serve(directory: Path) -> Iterator[Server]:
     """Run a sandbox without a kubelet on its own loop and thread."""

@@ -125,6 +125,15 @@ def container(name: str = "app", image: str = "demo/hello:1", **ports: int) -> O
     return c
 
 
+def taken_over_containers() -> list[Obj]:
+    """A pod's containers after waylay's port takeover: the app's port is renamed
+    ``wl-http`` and the agent sidecar declares ``http`` on its own port, 9900."""
+    return [
+        container(image="demo/hello:1", **{"wl-http": 8080}),
+        container("agent", "waylay/agent:1", http=9900),
+    ]
+
+
 def workload(
     kind: str,
     name: str,

@@ -28,6 +28,7 @@ from kubernetes import client
 from tests.sandbox.helpers import wait_for
 
 from .e2e import Server, StandInKubelet, serve
+from .helpers import taken_over_containers
 
 needs_kubectl = pytest.mark.skipif(
     shutil.which("kubectl") is None, reason="kubectl is not installed"
@@ -86,21 +87,16 @@ def test_deployment_rollouts_with_kubectl(
     apps = client.AppsV1Api(api)
     with StandInKubelet(api, namespace, server):
         apps.create_namespaced_deployment(namespace, deployment_body("hello", 3))
-        out = server.kubectl(
+        out = server.kubectl_ok(
             "rollout", "status", "deployment/hello", "-n", namespace, "--timeout=60s"
         )
-        assert out.returncode == 0, out.stderr
-        assert 'deployment "hello" successfully rolled out' in out.stdout
+        assert 'deployment "hello" successfully rolled out' in out
 
-        out = server.kubectl(
-            "set", "image", "deployment/hello", "app=demo/hello:2", "-n", namespace
-        )
-        assert out.returncode == 0, out.stderr
-        out = server.kubectl(
+        server.kubectl_ok("set", "image", "deployment/hello", "app=demo/hello:2", "-n", namespace)
+        out = server.kubectl_ok(
             "rollout", "status", "deployment/hello", "-n", namespace, "--timeout=60s"
         )
-        assert out.returncode == 0, out.stderr
-        assert "successfully rolled out" in out.stdout
+        assert "successfully rolled out" in out
 
         rs_list = apps.list_namespaced_replica_set(namespace).items
         assert sorted(
@@ -120,28 +116,17 @@ def test_deployment_rollouts_with_kubectl(
         )
         assert len(pods) == 3 and {p.spec.containers[0].image for p in pods} == {"demo/hello:2"}
 
-        out = server.kubectl("rollout", "restart", "deployment/hello", "-n", namespace)
-        assert out.returncode == 0, out.stderr
-        out = server.kubectl(
-            "rollout", "status", "deployment/hello", "-n", namespace, "--timeout=60s"
-        )
-        assert out.returncode == 0, out.stderr
-        history = server.kubectl("rollout", "history", "deployment/hello", "-n", namespace)
-        assert history.returncode == 0, history.stderr
-        assert [line.split()[0] for line in history.stdout.splitlines()[2:] if line.strip()] == [
+        server.kubectl_ok("rollout", "restart", "deployment/hello", "-n", namespace)
+        server.kubectl_ok("rollout", "status", "deployment/hello", "-n", namespace, "--timeout=60s")
+        history = server.kubectl_ok("rollout", "history", "deployment/hello", "-n", namespace)
+        assert [line.split()[0] for line in history.splitlines()[2:] if line.strip()] == [
             "1",
             "2",
             "3",
         ]
 
-        out = server.kubectl(
-            "rollout", "undo", "deployment/hello", "--to-revision=1", "-n", namespace
-        )
-        assert out.returncode == 0, out.stderr
-        out = server.kubectl(
-            "rollout", "status", "deployment/hello", "-n", namespace, "--timeout=60s"
-        )
-        assert out.returncode == 0, out.stderr
+        server.kubectl_ok("rollout", "undo", "deployment/hello", "--to-revision=1", "-n", namespace)
+        server.kubectl_ok("rollout", "status", "deployment/hello", "-n", namespace, "--timeout=60s")
         revisions = {
             rs.metadata.annotations["deployment.kubernetes.io/revision"]: rs.spec.replicas
             for rs in apps.list_namespaced_replica_set(namespace).items
@@ -172,13 +157,10 @@ def test_statefulset_rollout_status(server: Server, api: client.ApiClient, names
     }
     with StandInKubelet(api, namespace, server):
         apps.create_namespaced_stateful_set(namespace, body)
-        out = server.kubectl(
+        out = server.kubectl_ok(
             "rollout", "status", "statefulset/db", "-n", namespace, "--timeout=60s"
         )
-        assert out.returncode == 0, out.stderr
-        assert (
-            "partitioned roll out complete" in out.stdout or "rolling update complete" in out.stdout
-        )
+        assert "partitioned roll out complete" in out or "rolling update complete" in out
         names = sorted(
             p.metadata.name for p in client.CoreV1Api(api).list_namespaced_pod(namespace).items
         )
@@ -231,18 +213,7 @@ def test_endpoints_through_the_client(
         assert [p.port for s in ep.subsets for p in s.ports] == [8080]
 
         kubelet.ready = lambda pod: True
-        containers = [
-            {
-                "name": "app",
-                "image": "demo/hello:1",
-                "ports": [{"name": "wl-http", "containerPort": 8080}],
-            },
-            {
-                "name": "agent",
-                "image": "waylay/agent:1",
-                "ports": [{"name": "http", "containerPort": 9900}],
-            },
-        ]
+        containers = taken_over_containers()
         apps.patch_namespaced_deployment(
             "hello", namespace, {"spec": {"template": {"spec": {"containers": containers}}}}
         )

@@ -19,7 +19,15 @@ from typing import Any
 
 from sandbox.cluster import Cluster
 
-from .helpers import StandInNode, container, deployment, mark_ready, set_pod_status, until
+from .helpers import (
+    StandInNode,
+    container,
+    deployment,
+    mark_ready,
+    set_pod_status,
+    taken_over_containers,
+    until,
+)
 
 SLICES = "endpointslices.discovery.k8s.io"
 
@@ -272,25 +280,9 @@ async def test_follows_a_renamed_named_port_through_a_rollout(cluster: Cluster) 
             await mark_ready(cluster, found[0])
 
     await run_pods(8080)
-    template = {
-        "spec": {
-            "containers": [
-                {
-                    "name": "app",
-                    "image": "demo/hello:1",
-                    "ports": [{"name": "wl-http", "containerPort": 8080}],
-                },
-                {
-                    "name": "agent",
-                    "image": "waylay/agent:1",
-                    "ports": [{"name": "http", "containerPort": 9900}],
-                },
-            ]
-        }
-    }
     d = cluster.store.get("deployments.apps", "default", "hello")
     assert d is not None
-    d["spec"]["template"]["spec"]["containers"] = template["spec"]["containers"]
+    d["spec"]["template"]["spec"]["containers"] = taken_over_containers()
     await cluster.update("deployments.apps", d)
     await run_pods(9900)
     (subset,) = subsets(cluster, "hello")

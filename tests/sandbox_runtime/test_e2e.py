@@ -57,6 +57,13 @@ def _workload(kind: str, name: str, replicas: int) -> dict[str, Any]:
     return {"apiVersion": "apps/v1", "kind": kind, "metadata": {"name": name}, "spec": spec}
 
 
+def _service(app: str, port: dict[str, Any]) -> dict[str, Any]:
+    """Service ``app`` selecting ``app=<app>`` on port 80 (to the pods' ``http`` port
+    unless ``port`` says otherwise)."""
+    ports = [{"port": 80, "targetPort": "http", **port}]
+    return {"metadata": {"name": app}, "spec": {"selector": {"app": app}, "ports": ports}}
+
+
 def _ready_pods(core: client.CoreV1Api, namespace: str, app: str, count: int) -> list[Any]:
     pods = core.list_namespaced_pod(namespace, label_selector=f"app={app}").items
     ready = [
@@ -80,16 +87,7 @@ def test_workloads_run_and_a_service_reaches_every_replica(
     apps.create_namespaced_deployment(namespace, _workload("Deployment", "orders", 3))
     apps.create_namespaced_stateful_set(namespace, _workload("StatefulSet", "ledger", 2))
     apps.create_namespaced_replica_set(namespace, _workload("ReplicaSet", "billing", 1))
-    core.create_namespaced_service(
-        namespace,
-        {
-            "metadata": {"name": "orders"},
-            "spec": {
-                "selector": {"app": "orders"},
-                "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
-            },
-        },
-    )
+    core.create_namespaced_service(namespace, _service("orders", {"name": "http"}))
     for app, count in (("orders", 3), ("ledger", 2), ("billing", 1)):
         pods = wait_for(
             lambda a=app, c=count: _ready_pods(core, namespace, a, c), timeout=60, what=app
@@ -131,13 +129,7 @@ def test_readiness_gates_endpoints(
         "spec": {"containers": [_template("gated", readinessProbe=probe)["spec"]["containers"][0]]},
     }
     core.create_namespaced_pod(namespace, pod)
-    core.create_namespaced_service(
-        namespace,
-        {
-            "metadata": {"name": "gated"},
-            "spec": {"selector": {"app": "gated"}, "ports": [{"port": 80, "targetPort": 8080}]},
-        },
-    )
+    core.create_namespaced_service(namespace, _service("gated", {"targetPort": 8080}))
 
     def addresses(kind: str) -> list[Any]:
         try:
@@ -292,16 +284,7 @@ def test_named_target_port_follows_a_renamed_port(
     # declares the Service's targetPort name on its own port; after the rollout the
     # Service reaches the sidecar, with no change to the Service.
     apps.create_namespaced_deployment(namespace, _workload("Deployment", "shop", 1))
-    core.create_namespaced_service(
-        namespace,
-        {
-            "metadata": {"name": "shop"},
-            "spec": {
-                "selector": {"app": "shop"},
-                "ports": [{"name": "web", "port": 80, "targetPort": "http"}],
-            },
-        },
-    )
+    core.create_namespaced_service(namespace, _service("shop", {"name": "web"}))
     wait_for(lambda: _ready_pods(core, namespace, "shop", 1), timeout=60, what="shop Ready")
     ip = core.read_namespaced_service("shop", namespace).spec.cluster_ip
 
