@@ -155,6 +155,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--manager-namespace", default="waylay", help="where the manager runs")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the manager")
+    p.add_argument(
+        "--preview-domain",
+        default="",
+        metavar="D",
+        help="serve preview URLs in the cluster as <token>.D (an Ingress for *.D is created); "
+        "without it, preview URLs are served from the workstation",
+    )
+    p.add_argument("--preview-tls-secret", default="", metavar="SECRET", help="TLS Secret for *.D")
+    p.add_argument(
+        "--preview-ingress-class", default="", metavar="CLASS", help="ingressClassName for *.D"
+    )
 
     p = verb(
         "uninstall",

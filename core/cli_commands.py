@@ -209,8 +209,9 @@ def demo(args: argparse.Namespace) -> int:
         kept = demo_local.stop_idle_daemon(state / "daemon.sock")
         if kept:
             print(
-                f"{kept} intercept(s) keep running in the demo's daemon. End them with:\n"
-                f"  WAYLAY_DAEMON_SOCKET={state / 'daemon.sock'} waylay quit"
+                f"{kept} intercept(s) keep running in the demo's daemon, but the demo's "
+                "workstation app stopped with the TUI. End them with:\n"
+                f"  WAYLAY_DAEMON_SOCKET={state / 'daemon.sock'} {sys.argv[0]} quit"
             )
     return code
 
@@ -258,6 +259,9 @@ def logout(args: argparse.Namespace) -> int:
 def _install_options(args: argparse.Namespace, **extra: object) -> Any:
     from core.install import InstallOptions
 
+    for option in ("preview_domain", "preview_tls_secret", "preview_ingress_class"):
+        if getattr(args, option, ""):
+            extra.setdefault(option, getattr(args, option))
     return InstallOptions(namespace=args.manager_namespace, timeout=args.timeout, **extra)  # type: ignore[arg-type]
 
 
