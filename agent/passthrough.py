@@ -213,7 +213,9 @@ class Relay:
             assert transport is not None
             transport.pause_reading()
             fd = os.dup(transport.get_extra_info("socket").fileno())
-            socks.append(socket.socket(fileno=fd))
+            sock = socket.socket(fileno=fd)
+            sock.setblocking(False)
+            socks.append(sock)
             transport.abort()  # nothing is buffered: closing our fd leaves the dup open
         return socks[0], socks[1]
 

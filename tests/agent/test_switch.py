@@ -6,7 +6,7 @@ over the same client connection and the same app connection; pipelined
 requests sent across the switch are answered in order; a connection in the
 middle of a slow streaming response switches only after that response has
 been delivered whole; non-HTTP bytes after an idle period stay raw (and the
-connection stays raw); a request body sent after
+connection stays raw); a half-close at a boundary reaches the app; a request body sent after
 ``100 Continue`` is not taken for a new request; with no live tunnel the connection stays raw and
 switches once the client connects; a global intercept leaves existing
 connections with the app; the request-line classifier (hypothesis); and a
@@ -126,7 +126,7 @@ async def test_pooled_connection_switches(env: AgentEnv, workstation: tuple[str,
     assert other.text == "app:/other:0" and again.text == "workstation:/again:0"
     # unmatched requests still use the app connection the raw relay had opened
     assert other.headers["x-peer-port"] == before.headers["x-peer-port"]
-    assert _raw_relays(env) == 0
+    assert _raw_relays(env) == 0 and env.agent.listeners[0].switched == 1
 
 
 async def test_pipelined_across_switch(env: AgentEnv, workstation: tuple[str, int]) -> None:
@@ -213,6 +213,20 @@ async def test_body_after_100_continue_is_not_a_boundary(
     conn.close()
 
 
+async def test_half_close_at_boundary_is_passed_on(
+    env: AgentEnv, workstation: tuple[str, int]
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", env.tcp_port)
+    writer.write(b"ping")
+    assert await asyncio.wait_for(reader.readexactly(4), 5) == b"ping"
+    info = intercept("raw", port=9000, headers={"x-dev": "alice"})
+    env.apply(info)
+    await env.connect(targets={info.id: LocalTarget(*workstation)})
+    writer.write_eof()  # at a boundary: no bytes to look at, the EOF goes on to the app
+    assert await asyncio.wait_for(reader.read(), 5) == b"bye"
+    writer.close()
+
+
 async def test_switch_waits_for_a_live_tunnel(env: AgentEnv, workstation: tuple[str, int]) -> None:
     conn = await HttpConn.open(env.http_port)
     assert (await conn.request("/a")).text == "app:/a:0"
@@ -263,7 +277,7 @@ def test_classify_request_lines(method: str, path: str, version: str, eol: str) 
 _request = st.tuples(st.booleans(), st.integers(min_value=0, max_value=3000))
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
 @given(
     requests=st.lists(_request, min_size=1, max_size=5),
     cuts=st.lists(st.integers(min_value=1, max_value=4000), max_size=8),
@@ -277,6 +291,7 @@ async def test_fuzz_chunk_boundaries_around_switch(
     if not env.clients:
         await env.connect(targets={INFO.id: LocalTarget(*workstation)})
     env.apply()  # nothing intercepted: the next connection is raw
+    switched = env.agent.listeners[0].switched
     conn = await HttpConn.open(env.http_port)
     assert (await conn.request("/warm")).text == "app:/warm:0"
     env.apply(INFO)
@@ -299,3 +314,4 @@ async def test_fuzz_chunk_boundaries_around_switch(
         f"{'workstation' if mine else 'app'}:/r{i}:{size}"
         for i, (mine, size) in enumerate(requests)
     ]
+    assert env.agent.listeners[0].switched == switched + 1
