@@ -20,7 +20,6 @@ import time
 import urllib.parse
 from collections import Counter
 
-from core.kube import Kube
 from tests.core.e2ekit import Demo, hit, local_server
 
 
@@ -95,34 +94,6 @@ def _get_preview(url: str) -> tuple[int, str]:
         conn.close()
 
 
-def _restart_ingress(demo: Demo) -> None:
-    kube = Kube.from_kubeconfig(demo.env["KUBECONFIG"])
-    try:
-        pods, _ = kube.list("v1", "Pod", "ingress")
-        old = [p["metadata"]["name"] for p in pods if "ingress-controller" in p["metadata"]["name"]]
-        for name in old:
-            kube.delete("v1", "Pod", name, "ingress")
-        deadline = time.monotonic() + 60
-        while True:
-            pods, _ = kube.list("v1", "Pod", "ingress")
-            fresh = [
-                p
-                for p in pods
-                if "ingress-controller" in p["metadata"]["name"]
-                and p["metadata"]["name"] not in old
-                and any(
-                    c.get("type") == "Ready" and c.get("status") == "True"
-                    for c in (p.get("status") or {}).get("conditions") or []
-                )
-            ]
-            if fresh:
-                return
-            assert time.monotonic() < deadline, "the ingress controller did not come back"
-            time.sleep(0.2)
-    finally:
-        kube.close()
-
-
 def test_preview_url(demo: Demo) -> None:
     server, port = local_server("p")
     try:
@@ -142,11 +113,6 @@ def test_preview_url(demo: Demo) -> None:
         ).stdout
         url = json.loads(out)["intercept"]["spec"]["preview_url"]
         assert url and url.startswith("http://")
-        # The agent picks raw relay or per-request HTTP routing when it accepts a
-        # connection, so upstream connections the ingress pooled before the intercept
-        # existed would never be routed (an agent limitation, reported). Start the
-        # ingress afresh so its connections to orders are made now.
-        _restart_ingress(demo)
         # the manager tells the agents asynchronously: allow it a moment to reach them
         deadline = time.monotonic() + 10
         while _get_preview(url) != (200, "local-p"):
