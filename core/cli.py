@@ -137,6 +137,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("name", help="the intercept's name (see `waylay status`)")
 
+    p = verb(
+        "revoke",
+        "end someone else's intercept (admin in team mode)",
+        "core.cli_session:revoke",
+    )
+    p.add_argument("id", help="the intercept's id (named in a conflict, or `waylay list -o json`)")
+
     verb("quit", "leave every intercept and stop the waylay daemon", "core.cli_session:quit_")
 
     p = verb("run", "carry out an intercept specification file", "core.cli_session:run_spec")

@@ -204,6 +204,18 @@ def leave(args: argparse.Namespace) -> int:
     return 0
 
 
+def revoke(args: argparse.Namespace) -> int:
+    context, kubeconfig = _target(args)
+    with _daemon() as client:
+        info = client.call("revoke", {"id": args.id, "context": context, "kubeconfig": kubeconfig})
+    emit(
+        info,
+        args.output,
+        f"Revoked intercept {info['id']!r} of {info['owner']}; its traffic goes to the app again.",
+    )
+    return 0
+
+
 def quit_(args: argparse.Namespace) -> int:
     try:
         with _daemon(start=False) as client:

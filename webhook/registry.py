@@ -267,7 +267,7 @@ class Registry:
                     code="not-found",
                     title="No such intercept",
                     message=f"no intercept with id {intercept_id!r}",
-                    hint="ids look like <session>:<name>; `waylay list --all` shows them",
+                    hint="ids look like <session>:<name>; `waylay list -A -o json` shows them",
                 )
             )
         return self._drop(info, f"revoked by {by}")

@@ -10,6 +10,11 @@ account, with ``$KUBECONFIG``), and serves on the pod's address:
   :mod:`sandbox.images.ingress_routes`), at the Service's ClusterIP, with the
   ``X-Forwarded-*`` headers; bodies are streamed both ways and WebSocket
   upgrades are carried;
+- like nginx (``keepalive 32``, ``keepalive_timeout 60s``) it keeps a pool of
+  keep-alive upstream connections per Service and reuses them across requests
+  and clients: up to 32 idle ones per Service, each closed after 60 s unused
+  (connections in use are not limited). So an intercept made while traffic
+  flows meets connections opened before it existed, as with a real ingress;
 - with ``$PUBLISH_SERVICE`` (``namespace/name`` of its LoadBalancer Service) it
   writes that Service's address into each Ingress's ``status.loadBalancer``.
 """
@@ -23,11 +28,17 @@ import os
 import ssl
 import tempfile
 import time
+from collections.abc import Callable
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 from aiohttp import WSMsgType, web
+from aiohttp.client_proto import ResponseHandler
+from aiohttp.client_reqrep import ClientRequest, ConnectionKey
+from aiohttp.connector import Connection
+from aiohttp.tracing import Trace
 
 from core.certs import make_ca
 from sandbox.images._app import env_port, log, pod_ip, wait_for_stop
@@ -56,13 +67,8 @@ class Controller:
         self.ingresses = Informer(api, "/apis/networking.k8s.io/v1/ingresses", self._changed)
         self.services = Informer(api, "/api/v1/services", self._changed)
         self.secrets = Informer(api, "/api/v1/secrets", self._changed)
-        self.client = aiohttp.ClientSession(
-            auto_decompress=False,
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
-            # one upstream connection per request: a global (TCP) intercept made
-            # while traffic flows catches the next request, not the next reconnect
-            connector=aiohttp.TCPConnector(force_close=True),
-        )
+        self.pools = UpstreamPools()
+        self.proxy = Proxy(self._upstream, self.pools)
         self._certs_dir = Path(tempfile.mkdtemp(prefix="ingress-certs-", dir=os.getcwd()))
         self._contexts: dict[str, ssl.SSLContext] = {}
         self.default_context = self._default_context()
@@ -123,6 +129,7 @@ class Controller:
             await self._dirty.wait()
             self._dirty.clear()
             self._rebuild_tls()
+            await self.pools.retain({f"{ns}/{name}" for ns, name in self.services.objects})
             await self._publish_status()
 
     async def _publish_status(self) -> None:
@@ -159,6 +166,82 @@ class Controller:
             )
         return f"{backend.namespace}/{backend.service}", target
 
+
+KEEPALIVE = 32
+"""Idle upstream connections kept per Service (nginx's ``keepalive 32``)."""
+KEEPALIVE_TIMEOUT = 60.0
+"""Seconds an idle upstream connection is kept (nginx's ``keepalive_timeout 60s``)."""
+
+_upstream_port: ContextVar[int | None] = ContextVar("upstream_port", default=None)
+"""The local port of the upstream connection the current request got (for the access log)."""
+
+Pick = Callable[[web.Request], "tuple[str, tuple[str, int]] | web.Response"]
+"""A request's upstream: ``(service name, (ip, port))``, or the answer to give instead."""
+
+
+class KeepaliveConnector(aiohttp.TCPConnector):
+    """Any number of connections in use; at most ``idle`` kept idle per upstream
+    address (the oldest idle one is closed first), each for ``timeout`` seconds."""
+
+    def __init__(self, idle: int, timeout: float) -> None:
+        super().__init__(limit=0, keepalive_timeout=timeout)
+        self.idle = idle
+
+    async def connect(
+        self, req: ClientRequest, traces: list[Trace], timeout: aiohttp.ClientTimeout
+    ) -> Connection:
+        connection = await super().connect(req, traces, timeout)
+        transport = connection.transport
+        sockname = transport.get_extra_info("sockname") if transport is not None else None
+        _upstream_port.set(int(sockname[1]) if sockname else None)
+        return connection
+
+    def _release(
+        self, key: ConnectionKey, protocol: ResponseHandler, *, should_close: bool = False
+    ) -> None:
+        super()._release(key, protocol, should_close=should_close)
+        idle = self._conns.get(key)
+        while idle is not None and len(idle) > self.idle:
+            oldest, _ = idle.popleft()
+            oldest.close()
+
+
+class UpstreamPools:
+    """One keep-alive connection pool (an aiohttp session) per Service."""
+
+    def __init__(self, keepalive: int = KEEPALIVE, timeout: float = KEEPALIVE_TIMEOUT) -> None:
+        self.keepalive = keepalive
+        self.timeout = timeout
+        self._sessions: dict[str, aiohttp.ClientSession] = {}
+
+    def session(self, service: str) -> aiohttp.ClientSession:
+        """The pool for ``service`` (``namespace/name``), made on first use."""
+        session = self._sessions.get(service)
+        if session is None or session.closed:
+            session = aiohttp.ClientSession(
+                auto_decompress=False,
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
+                connector=KeepaliveConnector(self.keepalive, self.timeout),
+            )
+            self._sessions[service] = session
+        return session
+
+    async def retain(self, services: set[str]) -> None:
+        """Close the pools of Services not in ``services`` (deleted ones)."""
+        for name in [n for n in self._sessions if n not in services]:
+            await self._sessions.pop(name).close()
+
+    async def close(self) -> None:
+        await self.retain(set())
+
+
+class Proxy:
+    """Forwards each request to the upstream ``pick`` names, over ``pools``."""
+
+    def __init__(self, pick: Pick, pools: UpstreamPools) -> None:
+        self.pick = pick
+        self.pools = pools
+
     def _forward_headers(self, request: web.Request) -> dict[str, str]:
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
         client = request.remote or ""
@@ -171,7 +254,7 @@ class Controller:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         started = time.monotonic()
-        found = self._upstream(request)
+        found = self.pick(request)
         if isinstance(found, web.Response):
             self._access(request, found.status, "-", started)
             return found
@@ -179,8 +262,9 @@ class Controller:
         url = f"http://{ip}:{port}{request.path_qs}"
         if request.headers.get("Upgrade", "").lower() == "websocket":
             return await self._websocket(request, url, name, started)
+        _upstream_port.set(None)
         try:
-            upstream = await self.client.request(
+            upstream = await self.pools.session(name).request(
                 request.method,
                 url,
                 headers=self._forward_headers(request),
@@ -190,6 +274,7 @@ class Controller:
         except (aiohttp.ClientError, OSError) as exc:
             self._access(request, 502, name, started)
             return web.Response(status=502, text=f"502: {name} did not answer: {exc}\n")
+        via = _upstream_port.get()
         async with upstream:
             headers = {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP_BY_HOP}
             response = web.StreamResponse(status=upstream.status, headers=headers)
@@ -199,7 +284,7 @@ class Controller:
             async for chunk in upstream.content.iter_any():
                 await response.write(chunk)
             await response.write_eof()
-        self._access(request, upstream.status, name, started)
+        self._access(request, upstream.status, name, started, via)
         return response
 
     async def _websocket(
@@ -214,7 +299,9 @@ class Controller:
             p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p
         ]
         try:
-            upstream = await self.client.ws_connect(url, headers=headers, protocols=protocols)
+            upstream = await self.pools.session(name).ws_connect(
+                url, headers=headers, protocols=protocols
+            )
         except (aiohttp.ClientError, OSError) as exc:
             self._access(request, 502, name, started)
             return web.Response(status=502, text=f"502: {name} refused the WebSocket: {exc}\n")
@@ -239,11 +326,15 @@ class Controller:
         return downstream
 
     @staticmethod
-    def _access(request: web.Request, status: int, backend: str, started: float) -> None:
+    def _access(
+        request: web.Request, status: int, backend: str, started: float, via: int | None = None
+    ) -> None:
+        """One access-log line; ``via``: the local port of the upstream connection
+        used (a pooled connection shows the same port request after request)."""
         took = (time.monotonic() - started) * 1000
         log(
             f'{request.remote} "{request.method} {request.host}{request.path_qs}" '
-            f"{status} -> {backend} {took:.1f}ms"
+            f"{status} -> {backend} {took:.1f}ms" + (f" via :{via}" if via else "")
         )
 
 
@@ -260,7 +351,7 @@ async def main() -> None:
         timeout=60,
     )
     app = web.Application(client_max_size=0)
-    app.router.add_route("*", "/{tail:.*}", controller.handle)
+    app.router.add_route("*", "/{tail:.*}", controller.proxy.handle)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     host = pod_ip()
@@ -274,7 +365,7 @@ async def main() -> None:
     for task in tasks:
         task.cancel()
     await runner.cleanup()
-    await controller.client.close()
+    await controller.pools.close()
     await api.close()
 
 

@@ -8,7 +8,9 @@ Covers: the header says the manager is not installed and names `waylay
 install`; while the source keeps retrying (each retry closes and replaces
 the daemon connection) and cluster changes reload the views, no "something
 unexpected" modal ever appears (the closed-connection race that once showed
-``ClosedResourceError``); `i` on a workload explains instead of opening the
+``ClosedResourceError``; also made deterministic: a view calling through
+a closed connection gets ``DaemonUnavailable`` and the header an unhealthy
+session, never anyio's error); `i` on a workload explains instead of opening the
 wizard: an error modal whose title says the manager is not running and
 whose hint says how to install it; `esc` returns to the main view.
 """
@@ -20,9 +22,12 @@ import uuid
 from pathlib import Path
 
 import anyio
+import pytest
 from kubernetes import client
 
 from core.daemon import Daemon
+from core.daemon_client import DaemonClient
+from core.errors import DaemonUnavailable
 from tests.sandbox.conftest import SandboxHandle
 from tests.tui.conftest import SIZE, Recorder, until
 from tests.tui.test_against_sandbox import create_greeter
@@ -107,4 +112,28 @@ async def test_not_installed_reads_calmly(
                 await anyio.to_thread.run_sync(
                     lambda: make_namespace(sandbox, namespace, delete=True)
                 )
+            tg.cancel_scope.cancel()
+
+
+async def test_a_connection_closed_under_a_view_is_not_a_bug(
+    sandbox: SandboxHandle, tmp_path: Path
+) -> None:
+    """The race behind the old "ClosedResourceError" modal, made deterministic."""
+    async with anyio.create_task_group() as tg:
+        daemon = Daemon(path=tmp_path / "run" / "d.sock")
+        await tg.start(daemon.serve)
+        source = await connect_daemon(
+            context=sandbox.admin_context, kubeconfig=str(sandbox.kubeconfig), socket=daemon.path
+        )
+        try:
+            closed = await DaemonClient.connect(daemon.path, start=False)
+            await closed.aclose()  # what run() does on each retry
+            source.client = closed
+            source._attempted.set()  # as run() does after its first try
+            with pytest.raises(DaemonUnavailable):
+                await source.intercepts()
+            session = await source.session()
+            assert not session.healthy and isinstance(session.problem, DaemonUnavailable)
+        finally:
+            await source.close(keep_intercepts=True)
             tg.cancel_scope.cancel()

@@ -135,7 +135,8 @@ class Wizard:
                 "Which local port should receive the traffic?",
                 "text",
                 str(self.local_port or _default_local_port(port)),
-                hint="your process listens here, on 127.0.0.1",
+                hint="your process listens here, on 127.0.0.1"
+                + (" (default from --local-port)" if self.local_port else ""),
                 check=lambda text: fields.check_local_port(text, busy=busy),
             )
         )
