@@ -167,7 +167,7 @@ class Http1Session:
         """One request and its response; True when the connection may carry another."""
         started = time.monotonic()
         sessions = self.ctx.sessions
-        rules = self.ctx.plan().rules
+        rules = self.ctx.plan().http_rules
         result = match(rules, request.target, request.headers)
         intercept = result.rule.id if result.rule is not None else ""
         client = ""

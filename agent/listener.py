@@ -5,10 +5,11 @@
 - personal intercepts with a connected client: the HTTP/1.1 router, or the
   HTTP/2 (prior knowledge) router; other bytes are relayed to the app.
 
-Raw relays live on after the plan changes: when the port gains a personal
-intercept they are armed, and switch to the HTTP router at their next request
-boundary (``agent.switch``), so pooled keep-alive connections are routed too.
-A global intercept takes only new connections; existing ones stay with the app.
+Raw relays live on after the plan changes: when the port gains an intercept
+(personal or global) they are armed, and switch to the HTTP router at their
+next request boundary (``agent.switch``), so pooled keep-alive connections are
+routed too; under a global intercept every request on them goes to its
+client. Raw connections that do not speak HTTP/1.x stay with the app.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from agent.h2c import H2cSession
 from agent.http1 import CHUNK, Http1Session, PortContext, serve_raw_to_app
 from agent.passthrough import Relay
 from agent.relay import Counts, relay_tunnel
+from agent.sniff import RequestSniffer, SeenRequest
 from agent.state import PortPlan
 from agent.switch import Verdict, read_verdict, route_http
 from core.protocol import InterceptInfo, TrafficEvent
@@ -36,6 +38,10 @@ log = logging.getLogger(__name__)
 
 MAX_MISSES = 3
 """Boundaries at which a raw connection's client sent no request line before it stays raw."""
+CONNECTION_OPENED = "connection opened"
+"""The reason of the event published when a global intercept's connection is tunneled."""
+REQUEST_SEEN = "seen on a raw tunneled connection: response not tracked"
+"""The reason of the per-request events of a global intercept's raw connections."""
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 _METHOD = re.compile(rb"[A-Z]{1,20} ")
 _PARTIAL_METHOD = re.compile(rb"[A-Z]{0,20}")
@@ -150,7 +156,7 @@ class PortListener:
 
     @staticmethod
     def _wants_switch(plan: PortPlan) -> bool:
-        return plan.global_ is None and bool(plan.rules)
+        return plan.global_ is not None or bool(plan.rules)
 
     def replan(self) -> None:
         """The port's intercepts changed: arm (or disarm) the raw relays."""
@@ -172,10 +178,10 @@ class PortListener:
         plan = self.ctx.plan()
         if not self._wants_switch(plan):
             return None
-        return any(self.ctx.sessions.live(rule.session_id) for rule in plan.rules)
+        return any(self.ctx.sessions.live(rule.session_id) for rule in plan.http_rules)
 
     def _switch(self, relay: splice.SpliceRelay) -> bool:
-        """A raw relay is at a request boundary: take it over if a personal intercept is live."""
+        """A raw relay is at a request boundary: take it over if an intercept's client is live."""
         may = self._may_switch()
         if may is None:
             relay.armed = None
@@ -323,12 +329,33 @@ class PortListener:
             counts = await serve_raw_to_app(reader, writer, self.ctx, b"")
         else:
             ev.routed, ev.client = "workstation", info.session_id
-            counts = await relay_tunnel(reader, writer, stream)
+            self.ctx.sessions.publish(ev.model_copy(update={"reason": CONNECTION_OPENED}))
+            sniffer = RequestSniffer(lambda seen: self._seen_request(seen, info))
+            counts = await relay_tunnel(reader, writer, stream, watch=sniffer.feed)
             if counts.outcome != "closed":
                 ev.reason = counts.outcome
+            elif sniffer.seen:
+                ev.reason = f"connection closed after {sniffer.seen} request(s)"
         ev.bytes_in, ev.bytes_out = counts.bytes_in, counts.bytes_out
         ev.duration_ms = (time.monotonic() - started) * 1000
         self.ctx.sessions.publish(ev)
+
+    def _seen_request(self, seen: SeenRequest, info: InterceptInfo) -> None:
+        """A request passed on a raw tunneled connection (see ``agent.sniff``)."""
+        self.ctx.sessions.publish(
+            TrafficEvent(
+                protocol="http",
+                intercept=info.id,
+                client=info.session_id,
+                method=seen.head.method,
+                path=seen.head.target,
+                bytes_in=seen.bytes_in,
+                duration_ms=(time.monotonic() - seen.started) * 1000,
+                routed="workstation",
+                reason=REQUEST_SEEN,
+                headers=dict(seen.head.headers),
+            )
+        )
 
     async def _http(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

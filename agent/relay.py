@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import anyio
@@ -40,8 +41,11 @@ async def relay_tunnel(
     *,
     first: bytes = b"",
     counts: Counts | None = None,
+    watch: Callable[[bytes], None] | None = None,
 ) -> Counts:
-    """Client connection <-> tunnel stream until both directions have ended."""
+    """Client connection <-> tunnel stream until both directions have ended.
+
+    ``watch`` sees each chunk the client sends, after it has been sent on."""
     counts = counts or Counts()
 
     async def up() -> None:
@@ -49,9 +53,13 @@ async def relay_tunnel(
             if first:
                 counts.bytes_in += len(first)
                 await stream.send(first)
+                if watch is not None:
+                    watch(first)
             while data := await reader.read(CHUNK):
                 counts.bytes_in += len(data)
                 await stream.send(data)
+                if watch is not None:
+                    watch(data)
             await stream.send_eof()
         except (ConnectionError, OSError):
             counts.outcome = "client reset"

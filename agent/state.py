@@ -28,6 +28,17 @@ class PortPlan:
     def idle(self) -> bool:
         return self.global_ is None and not self.rules
 
+    @property
+    def http_rules(self) -> list[Rule]:
+        """What HTTP requests on the port are matched against.
+
+        A global intercept takes every request (a rule with no condition, owned by its
+        client: connections switched to HTTP routing under it); else the personal rules.
+        """
+        if self.global_ is not None:
+            return [Rule(self.global_)]
+        return self.rules
+
 
 def _serves(port: TakeoverPort, info: InterceptInfo) -> bool:
     spec = info.spec

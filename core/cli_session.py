@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from core import envfile
 from core.cli_output import emit, print_error, table
 from core.daemon_line import LineClient, remote
-from core.errors import DaemonUnavailable, InvalidSpec, ResolveError, WaylayError
+from core.errors import DaemonUnavailable, InvalidSpec, LocalError, ResolveError, WaylayError
 
 if TYPE_CHECKING:
     from pydantic import SecretStr
@@ -151,11 +151,33 @@ def _intercept_one(
     return name, info, env
 
 
+def _env_targets(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """(flag, path) of the env files asked for; refused up front when one cannot be
+    written, so a bad path never leaves an intercept behind."""
+    flags = (("--env-file", args.env_file), ("--env-json", args.env_json))
+    wanted: list[tuple[str, str]] = [(flag, path) for flag, path in flags if path]
+    for flag, path in wanted:
+        parent = Path(path).expanduser().absolute().parent
+        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+            raise LocalError(
+                f"{flag} {path}: cannot write there ({parent} is not a writable folder)",
+                f"Create {parent} first, or give {flag} a path in a folder you can write to.",
+            )
+    return wanted
+
+
 def _export_env(args: argparse.Namespace, env: dict[str, str]) -> None:
-    if args.env_file:
-        envfile.write_env(env, args.env_file, args.env_syntax)
-    if args.env_json:
-        envfile.write_env(env, args.env_json, as_json=True)
+    for flag, path in _env_targets(args):
+        try:
+            if flag == "--env-json":
+                envfile.write_env(env, path, as_json=True)
+            else:
+                envfile.write_env(env, path, args.env_syntax)
+        except OSError as exc:
+            raise LocalError(
+                f"{flag} {path}: cannot write it ({exc.strerror or exc})",
+                f"Give {flag} a path you can write to; the intercept was left.",
+            ) from exc
 
 
 def _run_command(command: list[str], env: dict[str, str], cwd: str | None = None) -> int:
@@ -169,11 +191,16 @@ def _run_command(command: list[str], env: dict[str, str], cwd: str | None = None
 def intercept(args: argparse.Namespace) -> int:
     context, kubeconfig = _target(args)
     command = [c for c in (args.command_ or []) if c != "--"]
+    _env_targets(args)
     with _daemon() as client:
         name, info, env = _intercept_one(
             client, args, _request_from_args(args), context, kubeconfig
         )
-    _export_env(args, env)
+        try:
+            _export_env(args, env)
+        except LocalError:  # never leave an intercept the user was told failed
+            client.call("leave", {"name": info["spec"]["name"], "context": name})
+            raise
     emit({"intercept": info, "env_file": args.env_file}, args.output, _describe(info))
     if not command:
         return 0

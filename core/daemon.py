@@ -132,6 +132,8 @@ class Daemon:
     _tg: anyio.abc.TaskGroup | None = None
     _stop: anyio.Event = field(default_factory=anyio.Event)
     _subscribers: list[Callable[[DaemonPush], None]] = field(default_factory=list)
+    _watching: int = 0
+    """Subscribers watching all traffic: while any, every session watches all (metadata)."""
     _opening: dict[tuple[str | None, str | None], anyio.Lock] = field(default_factory=dict)
     _stale: dict[tuple[str | None, str | None], str] = field(default_factory=dict)
     """Session ids a dead predecessor held, by context: the first use resumes and empties them."""
@@ -214,7 +216,11 @@ class Daemon:
                             id=-1,
                             ok=False,
                             error=DaemonError(
-                                code="bad-request", title="Malformed request", detail=str(exc)
+                                code="bad-request",
+                                title="Malformed request",
+                                detail=str(exc),
+                                hint="Speak the daemon's line protocol (core/daemon_protocol.py); "
+                                "if waylay sent this, restart the daemon with `waylay quit`.",
                             ),
                         )
                     )
@@ -230,7 +236,7 @@ class Daemon:
                     continue
                 greeted = True
                 if req.op == "subscribe":
-                    self._subscribe(tg, send)
+                    self._subscribe(tg, send, watch_all=bool(req.params.get("watch_all")))
                     await send(DaemonReply(id=req.id, ok=True))
                     continue
                 tg.start_soon(self._answer, req, send, quit_answered)
@@ -244,23 +250,41 @@ class Daemon:
         self,
         tg: anyio.abc.TaskGroup,
         send: Sender,
+        *,
+        watch_all: bool = False,
     ) -> None:
+        """Pushes until the connection ends; traffic pushes carry ``mine``, and those of
+        other sessions (metadata only) go to ``watch_all`` subscribers alone."""
         out, inbox = anyio.create_memory_object_stream[DaemonPush](1024)
 
         def push(item: DaemonPush) -> None:
+            if item.topic == "traffic" and not watch_all and not item.data.get("mine", True):
+                return
             with contextlib.suppress(anyio.WouldBlock, anyio.BrokenResourceError):
                 out.send_nowait(item)
 
         async def pump() -> None:
             self._subscribers.append(push)
+            if watch_all:
+                self._watching += 1
+                await self._apply_watch()
             try:
                 async with inbox:
                     async for item in inbox:
                         await send(item)
             finally:
                 self._subscribers.remove(push)
+                if watch_all:
+                    self._watching -= 1
+                    with anyio.CancelScope(shield=True):
+                        await self._apply_watch()
 
         tg.start_soon(pump)
+
+    async def _apply_watch(self) -> None:
+        for handle in list(self.contexts.values()):
+            with contextlib.suppress(WaylayError):
+                await handle.session.set_watch_all(self._watching > 0)
 
     def _publish(self, topic: str, data: dict[str, Any]) -> None:
         push = DaemonPush(topic=topic, data=data)  # type: ignore[arg-type]
@@ -297,11 +321,16 @@ class Daemon:
         except WaylayError as err:
             reply = DaemonReply(id=req.id, ok=False, error=_error(err))
         except (ValueError, ValidationError) as exc:
+            title, *rest = str(exc).splitlines() or [type(exc).__name__]
             reply = DaemonReply(
                 id=req.id,
                 ok=False,
                 error=DaemonError(
-                    code="bad-request", title=str(exc).splitlines()[0], detail=str(exc)
+                    code="bad-request",
+                    title=title,
+                    detail="\n".join(rest),
+                    hint="Fix the value named above and try again "
+                    "(`waylay COMMAND --help` describes every flag).",
                 ),
             )
         except Exception as exc:
@@ -417,6 +446,9 @@ class Daemon:
             assert self._tg is not None
             self._tg.start_soon(self._relay, handle)
             self.contexts[key] = handle
+            if self._watching:
+                with contextlib.suppress(WaylayError):
+                    await handle.session.set_watch_all(True)
             if resume:
                 await self._drop_leftovers(handle)
             if handle.session.session_id:
@@ -460,8 +492,10 @@ class Daemon:
 
     async def _relay(self, handle: ContextHandle) -> None:
         async def traffic() -> None:
-            async for event in handle.session.traffic():
-                self._publish("traffic", {"context": handle.name, **event.model_dump(mode="json")})
+            session = handle.session
+            async for event in session.traffic(others=True):
+                data = {"context": handle.name, "mine": session.is_mine(event)}
+                self._publish("traffic", {**data, **event.model_dump(mode="json")})
 
         async def events() -> None:
             async for event in handle.session.events():

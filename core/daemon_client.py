@@ -148,12 +148,14 @@ class DaemonClient:
             raise remote_error(line.error or DaemonError(code="unknown", title=f"{op} failed"))
         return line.result
 
-    async def subscribe(self) -> AsyncIterator[DaemonPush]:
+    async def subscribe(self, *, watch_all: bool = False) -> AsyncIterator[DaemonPush]:
         """Subscribe now; iterate the result for traffic and intercept pushes.
 
         Use a connection of its own for this: it carries nothing else afterwards.
+        Traffic pushes carry ``mine``; with ``watch_all`` they also include every other
+        session's traffic through the agents (metadata only, with why it missed).
         """
-        await self.call("subscribe")
+        await self.call("subscribe", {"watch_all": watch_all} if watch_all else None)
         return self._pushes()
 
     async def _pushes(self) -> AsyncIterator[DaemonPush]:

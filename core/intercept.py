@@ -8,6 +8,7 @@ takes ``K=V`` (repeatable), ``auto`` or ``all``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Literal
 
@@ -64,10 +65,26 @@ def parse_headers(values: Sequence[str], auto_value: str) -> tuple[dict[str, str
             key, sep, val = value.partition("=")
             if not sep or not key.strip():
                 raise ValueError(f"--http-header {value!r}: use KEY=VALUE, 'auto' or 'all'")
+            if any(c in _REGEX_META for c in val):  # the agents match it as a regex
+                _check_regex("--http-header", value, val)
             headers[key.strip().lower()] = val
     if match_all and headers:
         raise ValueError("--http-header=all matches every request; drop the other headers")
     return headers, match_all
+
+
+_REGEX_META = frozenset(".^$*+?{}[]\\|()")
+"""A header value with one of these is a regular expression (as the agents read it)."""
+
+
+def _check_regex(flag: str, given: str, pattern: str) -> None:
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(
+            f"{flag} {given!r}: {pattern!r} is not a valid regular expression ({exc}); "
+            "escape metacharacters with a backslash"
+        ) from exc
 
 
 def _path_rule(req: InterceptRequest) -> PathRule | None:
@@ -87,6 +104,8 @@ def _path_rule(req: InterceptRequest) -> PathRule | None:
     if not given:
         return None
     kind, value = given[0]
+    if kind == "regex":
+        _check_regex("--http-path-regex", value, value)
     return PathRule(kind=kind, value=value)  # type: ignore[arg-type]
 
 

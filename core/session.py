@@ -11,6 +11,13 @@ intercept at once.
 
 Intercept ids are ``<session id>:<name>``; the tunnel resolver sends the
 traffic of each to its ``local_address:local_port``.
+
+Watching all traffic (``set_watch_all``) opens a second, receive-only tunnel
+to every agent the manager lists, under the session id ``<id>/watch`` and
+with ``watch_all``: the agent sends it the metadata (no headers) of everyone
+else's traffic, with why unmatched requests missed. Our own intercepts'
+tunnels are not touched, so switching never disturbs intercepted traffic.
+``traffic(others=True)`` subscribers get those events too.
 """
 
 from __future__ import annotations
@@ -61,6 +68,11 @@ TUNNEL_TIMEOUT = 30.0
 Connector = Callable[[], AbstractAsyncContextManager[str]]
 """Opens a way to the manager's client API; yields its WebSocket URL."""
 Progress = Callable[[str], None]
+
+
+def watcher_id(session_id: str) -> str:
+    """The session id a watcher tunnel presents (no ``:``, so it owns no intercept)."""
+    return f"{session_id}/watch"
 
 
 def client_name() -> str:
@@ -163,10 +175,13 @@ class Session:
         self.last_error: WaylayError | None = None
         self._client: ManagerClient | None = None
         self._tunnels: TunnelSet | None = None
-        self._traffic: list[MemoryObjectSendStream[TrafficEvent]] = []
+        self._traffic: list[tuple[MemoryObjectSendStream[TrafficEvent], bool]] = []
+        self._watch_all = False
+        self._watch: TunnelSet | None = None
         self._changes: list[MemoryObjectSendStream[Event]] = []
         self._stopping = False
         self._started = False
+        self._tg: anyio.abc.TaskGroup | None = None
 
     # ---------------------------------------------------------------- running
 
@@ -198,6 +213,8 @@ class Session:
                 backoff = min(backoff * 2, self.max_backoff)
             if self._tunnels is not None:
                 self._tunnels.close()
+            if self._watch is not None:
+                self._watch.close()
             tg.cancel_scope.cancel()
 
     async def _connect_once(
@@ -241,6 +258,10 @@ class Session:
                 resolve=self._resolve,
                 on_traffic=self._publish_traffic,
             )
+        if self._watch is not None and self._watch.session_id != watcher_id(client.session_id):
+            self._watch.close()
+            self._watch = None
+        self._tg = tg
         self.session_id = client.session_id
         self.last_error = None
         self.connected.set()
@@ -285,14 +306,56 @@ class Session:
         for ns, kind, workload in workloads:
             agents |= await self._agents_of(client, ns, kind, workload)
         self._tunnels.update(agents)
+        await self._refresh_watch(client)
+
+    async def _refresh_watch(self, client: ManagerClient) -> None:
+        """While watching all: a watcher tunnel to every registered agent."""
+        if not self._watch_all or self._tg is None or self.session_id is None:
+            if self._watch is not None:
+                self._watch.close()
+                self._watch = None
+            return
+        if self._watch is None:
+            self._watch = TunnelSet(
+                self._tg,
+                self.opener,
+                session_id=watcher_id(self.session_id),
+                resolve=lambda _intercept: None,  # a watcher never carries traffic
+                on_traffic=self._publish_others,
+                watch_all=True,
+            )
+        self._watch.update(await self._agents_of(client, None, None, None))
+
+    async def set_watch_all(self, on: bool) -> None:
+        """Also receive everyone's traffic through the agents (metadata only), or stop."""
+        self._watch_all = on
+        client = self._client
+        if client is not None:
+            await self._refresh_watch(client)
+        elif not on and self._watch is not None:
+            self._watch.close()
+            self._watch = None
+
+    @property
+    def watching_all(self) -> bool:
+        return self._watch_all
+
+    def watchers_connected(self) -> int:
+        """How many agents' watcher tunnels are up (0 when not watching)."""
+        return len(self._watch.connected) if self._watch is not None else 0
+
+    def is_mine(self, event: TrafficEvent) -> bool:
+        """Was this event one of our own intercepts' (sent with its headers)?"""
+        owner = event.intercept.partition(":")[0] if event.intercept else ""
+        return bool(owner) and owner == self.session_id
 
     @staticmethod
     async def _agents_of(
-        client: ManagerClient, namespace: str, kind: str, workload: str
+        client: ManagerClient, namespace: str | None, kind: str | None, workload: str | None
     ) -> set[AgentRef]:
-        found = await client.request(
-            "agents", {"namespace": namespace, "workload": workload, "workload_kind": kind}
-        )
+        """Registered agents of a workload; all of them when nothing is named."""
+        query = {"namespace": namespace, "workload": workload, "workload_kind": kind}
+        found = await client.request("agents", {k: v for k, v in query.items() if v is not None})
         return {
             AgentRef(str(a["pod"]), str(a["namespace"]), int(a["tunnel_port"]))
             for a in found
@@ -315,9 +378,20 @@ class Session:
         return LocalTarget(spec.local_address, spec.local_port)
 
     def _publish_traffic(self, event: TrafficEvent) -> None:
-        for send in list(self._traffic):
+        """From our intercepts' tunnels: every subscriber wants these."""
+        for send, _others in list(self._traffic):
             with contextlib.suppress(anyio.WouldBlock, anyio.BrokenResourceError):
                 send.send_nowait(event)
+
+    def _publish_others(self, event: TrafficEvent) -> None:
+        """From the watcher tunnels: only for ``traffic(others=True)``; ours come with headers
+        through our own tunnels, so the watcher's copies of them are dropped."""
+        if self.is_mine(event):
+            return
+        for send, others in list(self._traffic):
+            if others:
+                with contextlib.suppress(anyio.WouldBlock, anyio.BrokenResourceError):
+                    send.send_nowait(event)
 
     # ------------------------------------------------------------- operations
 
@@ -394,16 +468,19 @@ class Session:
 
     # ----------------------------------------------------------------- feeds
 
-    async def traffic(self) -> AsyncIterator[TrafficEvent]:
+    async def traffic(self, *, others: bool = False) -> AsyncIterator[TrafficEvent]:
+        """Our intercepts' traffic; with ``others`` also everyone else's (metadata only),
+        which flows while ``set_watch_all(True)`` is in effect."""
         send, receive = anyio.create_memory_object_stream[TrafficEvent](1024)
-        self._traffic.append(send)
+        entry = (send, others)
+        self._traffic.append(entry)
         try:
             async with receive:
                 async for event in receive:
                     yield event
         finally:
             with contextlib.suppress(ValueError):
-                self._traffic.remove(send)
+                self._traffic.remove(entry)
 
     async def events(self) -> AsyncIterator[Event]:
         send, receive = anyio.create_memory_object_stream[Event](512)

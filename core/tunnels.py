@@ -5,6 +5,10 @@ manager); it opens a port-forward and a ``core.tunnel.ClientTunnel`` to each
 new one, closes those that are gone, and reconnects broken tunnels with
 back-off for as long as their agent is listed. New replicas therefore join
 automatically.
+
+A set made with ``watch_all=True`` is a watcher: the agent also sends it the
+metadata (no headers) of all other traffic, including why unmatched requests
+did not match.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ class TunnelSet:
         session_id: str,
         resolve: Resolver,
         on_traffic: Callable[[TrafficEvent], None],
+        watch_all: bool = False,
         max_backoff: float = 5.0,
     ) -> None:
         self._tg = tg
@@ -48,6 +53,8 @@ class TunnelSet:
         self.session_id = session_id
         self._resolve = resolve
         self._on_traffic = on_traffic
+        self.watch_all = watch_all
+        """Ask each agent for everyone's traffic as metadata too (``TunnelHello.watch_all``)."""
         self._max_backoff = max_backoff
         self._scopes: dict[AgentRef, anyio.CancelScope] = {}
         self.connected: set[AgentRef] = set()
@@ -102,6 +109,7 @@ class TunnelSet:
             stream,
             session_id=self.session_id,
             resolve=self._resolve,
+            watch_all=self.watch_all,
             on_message=self._message,
         )
         async with anyio.create_task_group() as tg:

@@ -15,8 +15,10 @@ What it does, in order, with real core, a real manager, agents and tunnels:
    included) and its result (``wizard-result.svg``);
 5. ``intercepts-two-users.svg``: a second user (bob) intercepts ``orders``
    with his own header;
-6. ``traffic-busy.svg`` and ``traffic-detail.svg``: requests sent to the
-   ``orders`` Service, some carrying our header (routed here), some not;
+6. ``traffic-busy.svg`` and ``traffic-detail.svg``: the traffic pane switched
+   to all traffic through the agents (`a`), requests sent to the ``orders``
+   Service, some carrying our header (routed here), some not (→ app, and the
+   detail says why);
 7. ``help.svg``; then leaves the intercept with ``l``, quits, and stops the
    sandbox.
 """
@@ -249,9 +251,18 @@ async def drive(kubeconfig: Path) -> None:
         url = f"http://{service['spec']['clusterIP']}:80"
         name, value = next(iter(outcome.intercept.spec.headers.items()))
         log = main.query_one(TrafficLog)
-        await anyio.to_thread.run_sync(send_requests, url, (name, value), 30)
-        await cam.until(lambda: log.row_count >= 10, "traffic events")
         log.focus()
+        await pilot.press("a")  # all traffic through the agents: unmatched rows too, and why
+
+        def unmatched() -> bool:
+            return any(e.routed == "app" for _serial, e in log.events)
+
+        with anyio.fail_after(60):  # the watcher tunnel opens in the background
+            while not unmatched():
+                await anyio.to_thread.run_sync(send_requests, url, ("x-other", "1"), 1)
+                await pilot.pause(0.2)
+        await anyio.to_thread.run_sync(send_requests, url, (name, value), 30)
+        await cam.until(lambda: log.row_count >= 30, "traffic events")
         await cam.shot("traffic-busy")
         await pilot.press("f", "enter")
         await cam.shot("traffic-detail")

@@ -11,6 +11,7 @@ with core's error, which says what to do (``waylay install``, ``login``).
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -37,6 +38,8 @@ from core.session import MANAGER_NAMESPACE, Connector, Session, kube_connector, 
 from core.tunnels import StreamOpener
 from tui.source import InterceptOutcome, ProgressFn, SessionInfo
 
+CLUSTER_IP_PROBE = 0.5
+"""How long to try the Service's clusterIP from here (a real cluster's is unreachable)."""
 RETRY_MAX = 15.0
 """Longest pause between attempts to reach the manager."""
 SESSION_WAIT = 20.0
@@ -85,6 +88,8 @@ class CoreSource:
         self._attempted = anyio.Event()
         self._restart = anyio.Event()
         self.previews: PreviewServer | None = None
+        self._watchers = 0
+        """Traffic feeds watching all traffic (the session watches while any do)."""
 
     # ------------------------------------------------------------- lifetime
 
@@ -194,11 +199,19 @@ class CoreSource:
     def changes(self) -> AsyncIterator[Change]:
         return self.discovery.changes()
 
-    async def traffic(self) -> AsyncIterator[TrafficEvent]:
+    async def traffic(self, *, watch_all: bool = False) -> AsyncIterator[TrafficEvent]:
+        """Ours; with ``watch_all`` also everyone's traffic through the agents (metadata)."""
         while True:
             session = await self._connected()
-            async for event in session.traffic():
-                yield event
+            self._watchers += watch_all
+            try:
+                await session.set_watch_all(self._watchers > 0)
+                async for event in session.traffic(others=watch_all):
+                    yield event
+            finally:
+                self._watchers -= watch_all  # counted: a new feed may start before this ends
+                with anyio.CancelScope(shield=True), contextlib.suppress(WaylayError):
+                    await session.set_watch_all(self._watchers > 0)
 
     async def intercepts(self) -> list[InterceptInfo]:
         session = self.session_obj
@@ -245,7 +258,33 @@ class CoreSource:
             progress(f"preview URL ready: {entry.url}")
             info = self._with_preview(info)
         self.discovery.set_intercepts(await session.all_intercepts())
-        return InterceptOutcome(intercept=info, preview_url=info.spec.preview_url)
+        return InterceptOutcome(
+            intercept=info,
+            preview_url=info.spec.preview_url,
+            cluster_ip=await self.reachable_cluster_ip(spec),
+        )
+
+    async def reachable_cluster_ip(self, spec: InterceptSpec) -> str | None:
+        """The Service's clusterIP if a TCP connection to it from here succeeds, else None."""
+        kube = self.discovery.kube
+
+        def lookup() -> str:
+            service = kube.get("v1", "Service", spec.service, spec.namespace) or {}
+            return str((service.get("spec") or {}).get("clusterIP") or "")
+
+        try:
+            ip = await anyio.to_thread.run_sync(lookup, abandon_on_cancel=True)
+            ipaddress.ip_address(ip)  # "None" (headless) or empty: nothing to reach
+        except (WaylayError, ValueError, OSError):
+            return None
+        if spec.protocol != "TCP":
+            return ip if ipaddress.ip_address(ip).is_loopback else None
+        with anyio.move_on_after(CLUSTER_IP_PROBE):
+            with contextlib.suppress(OSError):
+                stream = await anyio.connect_tcp(ip, spec.service_port)
+                await stream.aclose()
+                return ip
+        return None
 
     async def leave(self, name: str) -> None:
         session = self._require()

@@ -74,6 +74,15 @@ def intercept_request(spec: InterceptSpec, preview: PreviewTarget | None) -> dic
     return request
 
 
+def traffic_event(data: dict[str, Any]) -> TrafficEvent | None:
+    """A daemon traffic push as an event (None if malformed)."""
+    fields = {k: v for k, v in data.items() if k not in ("context", "mine")}
+    try:
+        return TrafficEvent.model_validate(fields)
+    except ValueError:
+        return None
+
+
 class DaemonSource(CoreSource):
     keeps_intercepts = True
     """The daemon holds them after the TUI exits."""
@@ -129,10 +138,10 @@ class DaemonSource(CoreSource):
             async for push in await feed.subscribe():
                 if push.data.get("context") not in (None, self.context.name):
                     continue
-                data = {k: v for k, v in push.data.items() if k != "context"}
                 if push.topic == "traffic":
-                    with contextlib.suppress(ValueError):
-                        self._fan_out(TrafficEvent.model_validate(data))
+                    event = traffic_event(push.data)
+                    if event is not None:
+                        self._fan_out(event)
                 else:
                     with contextlib.suppress(WaylayError):
                         await self._refresh()
@@ -230,7 +239,13 @@ class DaemonSource(CoreSource):
         self._mine = {i.spec.name for i in infos.values() if i.id in {m["id"] for m in mine}}
         return list(infos.values())
 
-    async def traffic(self) -> AsyncIterator[TrafficEvent]:
+    async def traffic(self, *, watch_all: bool = False) -> AsyncIterator[TrafficEvent]:
+        """Ours from the shared feed; with ``watch_all`` a subscription of its own that
+        also carries everyone's traffic through the agents (metadata only)."""
+        if watch_all:
+            async for event in self._watch_all():
+                yield event
+            return
         send, receive = anyio.create_memory_object_stream[TrafficEvent](1024)
         self._feeds.append(send)
         try:
@@ -240,6 +255,24 @@ class DaemonSource(CoreSource):
         finally:
             with contextlib.suppress(ValueError):
                 self._feeds.remove(send)
+
+    async def _watch_all(self) -> AsyncIterator[TrafficEvent]:
+        backoff = 0.5
+        while True:
+            with contextlib.suppress(WaylayError, OSError):
+                async with await DaemonClient.connect(self.socket, start=False) as feed:
+                    async for push in await feed.subscribe(watch_all=True):
+                        backoff = 0.5
+                        if push.topic != "traffic" or push.data.get("context") not in (
+                            None,
+                            self.context.name,
+                        ):
+                            continue
+                        event = traffic_event(push.data)
+                        if event is not None:
+                            yield event
+            await anyio.sleep(backoff)  # the daemon went away: run() restarts it
+            backoff = min(backoff * 2, RETRY_MAX)
 
     # ----------------------------------------------------------- operations
 
@@ -257,7 +290,8 @@ class DaemonSource(CoreSource):
             warnings = tuple(f"{w.title}. {w.hint}".strip() for w in client.last_warnings)
         info = InterceptInfo.model_validate(result["intercept"])
         await self._refresh()
-        return InterceptOutcome(info, info.spec.preview_url, warnings)
+        cluster_ip = await self.reachable_cluster_ip(info.spec)
+        return InterceptOutcome(info, info.spec.preview_url, warnings, cluster_ip)
 
     async def leave(self, name: str) -> None:
         client = self._require_client()

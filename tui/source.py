@@ -48,6 +48,9 @@ class InterceptOutcome:
     preview_url: str | None = None
     warnings: tuple[str, ...] = ()
     """Things to read that did not stop it (e.g. nothing listens on the local port yet)."""
+    cluster_ip: str | None = None
+    """The Service's clusterIP when this machine can reach it (the sandbox's are
+    loopback addresses), so the "try it" line can go straight to it."""
 
 
 ProgressFn = Callable[[str], None]
@@ -78,8 +81,9 @@ class ClusterSource(Protocol):
         """One notice per change to namespaces, workloads, agents or intercepts."""
         ...
 
-    def traffic(self) -> AsyncIterator[TrafficEvent]:
-        """Traffic events from every agent our intercepts use (and our own)."""
+    def traffic(self, *, watch_all: bool = False) -> AsyncIterator[TrafficEvent]:
+        """Our intercepts' traffic events; with ``watch_all`` also every other request
+        and connection through the agents, as metadata (no headers) with why it missed."""
         ...
 
     async def intercepts(self) -> list[InterceptInfo]:

@@ -266,10 +266,7 @@ class ClientApi:
         except RegistryError as e:
             response = Response(id=req.id, ok=False, error=e.problem)
         except ValidationError as e:
-            code, title, message = bad_frame_problem(e)
-            response = Response(
-                id=req.id, ok=False, error=Problem(code=code, title=title, message=message)
-            )
+            response = Response(id=req.id, ok=False, error=bad_frame_problem(e))
         except WaylayError as e:  # the manager's own API calls (RBAC, API errors)
             log.warning("request %s failed: %s", req.op, e)
             response = Response(

@@ -46,10 +46,22 @@ class Peer:
         await self.ws.close()
 
 
-def bad_frame_problem(e: ValidationError) -> tuple[str, str, str]:
+BAD_FRAME_HINT = (
+    "send JSON messages of waylay's wire protocol (core/protocol.py); if a waylay "
+    "client sent this, its version differs from the manager's: upgrade the client, "
+    "or run `waylay install` to upgrade the manager"
+)
+
+
+def bad_frame_problem(e: ValidationError) -> Problem:
     first = e.errors()[0]
     where = ".".join(str(p) for p in first["loc"])
-    return ("bad-request", "Malformed message", f"{where}: {first['msg']}")
+    return Problem(
+        code="bad-request",
+        title="Malformed message",
+        message=f"{where}: {first['msg']}",
+        hint=BAD_FRAME_HINT,
+    )
 
 
 async def accept(
@@ -67,7 +79,8 @@ async def accept(
     try:
         first = await peer.receive(timeout)
     except ValidationError as e:
-        await peer.refuse(*bad_frame_problem(e))
+        problem = bad_frame_problem(e)
+        await peer.refuse(problem.code, problem.title, problem.message, problem.hint)
         return peer, None
     except (PeerGone, TimeoutError):
         await peer.ws.close()

@@ -8,8 +8,8 @@ middle of a slow streaming response switches only after that response has
 been delivered whole; non-HTTP bytes after an idle period stay raw (and the
 connection stays raw); a half-close at a boundary reaches the app; a request body sent after
 ``100 Continue`` is not taken for a new request; with no live tunnel the connection stays raw and
-switches once the client connects; a global intercept leaves existing
-connections with the app; the request-line classifier (hypothesis); and a
+switches once the client connects; a global intercept takes existing
+HTTP connections too (at their next request); the request-line classifier (hypothesis); and a
 hypothesis fuzz of chunk boundaries of the requests sent around the switch.
 """
 
@@ -238,7 +238,7 @@ async def test_switch_waits_for_a_live_tunnel(env: AgentEnv, workstation: tuple[
     conn.close()
 
 
-async def test_global_intercept_leaves_existing_connections(
+async def test_global_intercept_takes_existing_connections(
     env: AgentEnv, workstation: tuple[str, int]
 ) -> None:
     conn = await HttpConn.open(env.http_port)
@@ -246,7 +246,7 @@ async def test_global_intercept_leaves_existing_connections(
     info = intercept("all", mechanism="tcp")
     env.apply(info)
     await env.connect(targets={info.id: LocalTarget(*workstation)})
-    assert (await conn.request("/b", headers=DEV)).text == "app:/b:0"
+    assert (await conn.request("/b")).text == "workstation:/b:0"
     fresh = await HttpConn.open(env.http_port)
     assert (await fresh.request("/c")).text == "workstation:/c:0"
     conn.close()

@@ -22,6 +22,7 @@ import socket
 import anyio
 import pytest
 
+from agent.listener import CONNECTION_OPENED
 from core.protocol import TrafficEvent
 from core.tunnel import LocalTarget
 from tests.agent.conftest import SESSION, AgentEnv, EchoServer, intercept, wait_for
@@ -122,10 +123,17 @@ async def test_global_intercept_and_fail_open(agent_env: AgentEnv, echo_server: 
     assert await _read_exactly(before_r, 3) == b"old"  # still the app
     before_w.close()
 
-    await wait_for(
-        lambda: any(isinstance(m, TrafficEvent) and m.protocol == "tcp" for m in client.messages)
-    )
-    ev = next(m for m in client.messages if isinstance(m, TrafficEvent))
+    def closed() -> list[TrafficEvent]:
+        return [
+            m
+            for m in client.messages
+            if isinstance(m, TrafficEvent) and m.protocol == "tcp" and m.reason != CONNECTION_OPENED
+        ]
+
+    await wait_for(lambda: bool(closed()))
+    opened = next(m for m in client.messages if isinstance(m, TrafficEvent))
+    assert opened.reason == CONNECTION_OPENED and opened.routed == "workstation"
+    ev = closed()[0]
     assert ev.routed == "workstation" and ev.intercept == info.id and ev.bytes_in == 5
 
     # in flight when the tunnel goes: closed cleanly; new traffic goes to the app

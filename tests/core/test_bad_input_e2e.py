@@ -11,18 +11,23 @@ bindings (names the verb and resource; nothing intercepted) and for the
 read-only ``developer`` context running ``install``/``uninstall`` (names the
 verb and resource; the installation is intact); a workload with no matching
 Service (NoMatchingService with a hint; the workload is not annotated) and an
-unknown workload ("did you mean"); two daemons racing for one port (exactly
-one wins, the loser's error names the holder and the id to revoke, the loser
-holds nothing, and `waylay revoke ID` from the loser ends the winner's
+unknown workload ("did you mean"); bad flags (a non-numeric port, a
+malformed header, an invalid path or header regex, an env file in a missing
+or unwritable place) are refused with no intercept left behind; two daemons
+racing for one port (exactly one wins, the loser's error names the holder and
+the id to revoke, the loser holds nothing, and `waylay revoke ID` from the loser ends the winner's
 intercept); a daemon SIGKILLed while a streamed request body is flowing to the
 local server (the stream ends, traffic is back on the app within 10 s, no
 intercept is left in the manager); garbage to the webhook (malformed
 AdmissionReviews: a 400 Status) and to the manager's client API through a
-port-forward (a 400), after which a normal intercept still works.
+port-forward (garbage HTTP: a 400; a malformed WebSocket hello: a
+``bad-request`` error with a hint, then the close), after which a normal
+intercept still works.
 """
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import os
@@ -246,6 +251,25 @@ def test_no_matching_service_and_unknown_workload(demo: Demo) -> None:
     assert all(not s["intercepts"] for s in status["daemon"]["sessions"]), status
 
 
+def test_bad_flags_leave_nothing(demo: Demo, tmp_path: Path) -> None:
+    base = ["intercept", "orders", "-n", "shop", "--port", "1"]
+    cases = [
+        (["--port", "abc"], "--port 'abc': the local port must be a number"),
+        (["--http-header", "nokey"], "--http-header 'nokey': use KEY=VALUE"),
+        (["--http-path-regex", "("], "'(' is not a valid regular expression"),
+        (["--http-header", "x-who=a("], "'a(' is not a valid regular expression"),
+        (["--env-file", str(tmp_path / "no" / "x.env")], "cannot write there"),
+        (["--env-json", "/proc/waylay.json"], "--env-json /proc/waylay.json: cannot write it"),
+    ]
+    for extra, title in cases:
+        proc = demo.waylay(*base, *extra, user="flags", check=False)  # the last --port wins
+        err = _failed(proc, title)
+        assert err.count(title) == 1, err  # said once, not repeated as the hint
+        assert _intercepts(demo, "flags") == [], (extra, err)
+    assert not (tmp_path / "no").exists()
+    demo.waylay("quit", user="flags")
+
+
 # ------------------------------------------------------------------ 4. race
 
 
@@ -403,6 +427,53 @@ def _webhook_post(address: str, body: bytes) -> tuple[int, dict[str, Any]]:
         conn.close()
 
 
+def _ws_frame(payload: bytes) -> bytes:
+    """One masked WebSocket text frame (client to server), ``payload`` under 126 bytes."""
+    assert len(payload) < 126
+    mask = os.urandom(4)
+    return (
+        bytes([0x81, 0x80 | len(payload)])
+        + mask
+        + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    )
+
+
+def _read_exact(sock: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        assert chunk, f"the manager closed after {data!r}"
+        data += chunk
+    return data
+
+
+def _ws_garbage(forward: socket.socket, payload: bytes) -> dict[str, Any]:
+    """Open the client API's WebSocket, send ``payload`` as the hello, return the reply."""
+    key = base64.b64encode(os.urandom(16)).decode()
+    forward.sendall(
+        (
+            "GET /v1/client HTTP/1.1\r\nHost: manager\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
+    head = b""
+    while not head.endswith(b"\r\n\r\n"):
+        head += _read_exact(forward, 1)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    forward.sendall(_ws_frame(payload))
+    first, size = _read_exact(forward, 2)
+    assert first & 0x0F == 1, first  # a text frame
+    size &= 0x7F
+    if size == 126:
+        size = int.from_bytes(_read_exact(forward, 2), "big")
+    reply: dict[str, Any] = json.loads(_read_exact(forward, size))
+    closing, size = _read_exact(forward, 2)
+    assert closing & 0x0F == 8, closing  # then the manager closes
+    _read_exact(forward, size & 0x7F)  # read it all: unread bytes would reset the forward
+    return reply
+
+
 def test_garbage_to_webhook_and_client_api(demo: Demo) -> None:
     webhook = demo.service("waylay-manager", "https-webhook", namespace="waylay")
     malformed = [
@@ -430,6 +501,14 @@ def test_garbage_to_webhook_and_client_api(demo: Demo) -> None:
                 while chunk := forward.socket.recv(4096):  # the server closes after a 400
                     reply += chunk
             assert reply.startswith(b"HTTP/1.") and b" 400 " in reply.split(b"\r\n")[0], reply
+        for hello in (b"garbage", b"[1, 2]", b'{"type": "hello"}', b'{"type": "client-hello"}'):
+            with kube.portforward(pod, "waylay", 8082) as forward:
+                forward.socket.settimeout(10)
+                answer = _ws_garbage(forward.socket, hello)
+            error = answer["error"]
+            assert answer["type"] == "error" and error["code"] == "bad-request", answer
+            assert error["title"] == "Malformed message" and error["message"], answer
+            assert "waylay install" in error["hint"], answer
     finally:
         kube.close()
     # the manager keeps serving: a normal intercept works

@@ -33,7 +33,7 @@ async def test_traffic_rows_follow_pause_filter_and_detail(recorder: Recorder) -
         assert first[1] == "orders-shop"
         assert (first[2], first[3], str(first[4])) == ("POST", "/orders/1000", "503")
         assert str(first[7]) == "→ you"
-        assert str(log.get_row_at(1)[7]) == "app"
+        assert str(log.get_row_at(1)[7]) == "→ app"
         assert log.cursor_row == 9  # following
 
         log.focus()

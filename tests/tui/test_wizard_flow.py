@@ -124,7 +124,7 @@ async def test_single_user_global_in_two_steps_and_enter_opens() -> None:
         assert spec.is_global and spec.local_port == 80
         result = {row[0]: row[1] for row in map(wizard.query_one("#result").get_row_at, range(4))}  # type: ignore[attr-defined]
         assert result["header"].startswith("none")
-        assert result["try it"] == "curl http://orders.shop:80/"
+        assert result["try it (from a pod in the cluster)"] == "curl http://orders.shop:80/"
         await pilot.press("escape")
         await until(pilot, lambda: not isinstance(app.screen, WizardScreen))
 

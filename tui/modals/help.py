@@ -20,6 +20,7 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("c", "copy the intercept's header or preview URL"),
     ("r", "revoke someone's intercept (admin, asks first)"),
     ("f", "traffic: follow / pause"),
+    ("a", "traffic: mine / all traffic through the agents (why a request missed)"),
     ("enter", "traffic: details of the request, why it did not match"),
     ("L", "log in (team mode)"),
     ("?", "this help"),

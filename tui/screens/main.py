@@ -47,6 +47,20 @@ class MainScreen(SourceScreen):
         Binding("c", "copy", "copy", id="main.copy", tooltip="copy header or preview URL"),
         Binding("r", "revoke", "revoke", id="main.revoke", tooltip="end someone's intercept"),
         Binding("f", "follow", "follow/pause", id="main.follow"),
+        Binding(
+            "a",
+            "watch_all(True)",
+            "all traffic",
+            id="main.watch_all",
+            tooltip="also show requests that matched no intercept, and why",
+        ),
+        Binding(
+            "a",
+            "watch_all(False)",
+            "mine only",
+            id="main.watch_mine",
+            tooltip="show only your intercepts' traffic",
+        ),
         Binding("slash", "filter", "filter", id="main.filter"),
         Binding("colon", "command", "command", id="main.command"),
         Binding("L", "login", "login", id="main.login"),
@@ -210,6 +224,9 @@ class MainScreen(SourceScreen):
             return intercept is not None and not mine
         if action == "follow":
             return isinstance(self.focused, TrafficLog)
+        if action == "watch_all":
+            log = self.query_one(TrafficLog)
+            return isinstance(self.focused, TrafficLog) and parameters == (not log.watch_all,)
         if action == "login":
             session = self.session
             return session is not None and session.mode == "team" and not session.logged_in
@@ -257,6 +274,12 @@ class MainScreen(SourceScreen):
 
     def action_follow(self) -> None:
         self.query_one(TrafficLog).toggle_follow()  # its title says which
+
+    def action_watch_all(self, on: bool) -> None:
+        """Switch the traffic pane between ours and all traffic through the agents."""
+        self.query_one(TrafficLog).set_watch_all(on)
+        self.watch_traffic(on)  # exclusive: replaces the running feed
+        self.refresh_bindings()
 
     def action_filter(self) -> None:
         target = "traffic" if isinstance(self.focused, TrafficLog) else "workloads"

@@ -60,9 +60,11 @@ class SourceScreen(Screen[None]):
             self.post_message(m.ClusterChanged())
 
     @work(exclusive=True, group="traffic", exit_on_error=False)
-    async def watch_traffic(self) -> None:
+    async def watch_traffic(self, watch_all: bool = False) -> None:
+        """Our traffic; with ``watch_all`` everyone's through the agents (replaces the feed)."""
         assert self.source is not None
-        async for event in self.source.traffic():
+        feed = self.source.traffic(watch_all=True) if watch_all else self.source.traffic()
+        async for event in feed:
             self.post_message(m.TrafficSeen([event]))
 
     @work(exclusive=True, group="leave", exit_on_error=False)

@@ -22,7 +22,8 @@ from textual.widgets.option_list import Option
 from textual.worker import Worker, WorkerState
 
 from tui import messages as m
-from tui.wizard.plan import Step, Wizard, curl_line, header_line
+from tui.screens.try_it import try_it
+from tui.wizard.plan import Step, Wizard, header_line
 
 if TYPE_CHECKING:
     from tui.app import WaylayApp
@@ -225,7 +226,8 @@ class WizardScreen(Screen["InterceptOutcome | None"]):
         )
         result.add_row("header", header_line(info.spec))
         result.add_row("preview URL", event.outcome.preview_url or "-")
-        result.add_row("try it", curl_line(info.spec, event.outcome.preview_url))
+        line, where = try_it(event.outcome)
+        result.add_row("try it" if not where else f"try it ({where})", line)
         for warning in event.outcome.warnings:
             result.add_row("warning", warning)
         result.display = True
@@ -275,7 +277,7 @@ class WizardScreen(Screen["InterceptOutcome | None"]):
 
     def action_copy_curl(self) -> None:
         if self.outcome is not None:
-            line = curl_line(self.outcome.intercept.spec, self.outcome.preview_url)
+            line, _where = try_it(self.outcome)
             self.app.copy_to_clipboard(line)
             self.notify(line, title="copied")
 

@@ -3,7 +3,9 @@
 Events arrive in bursts; ``add`` queues them and one refresh appends them all.
 Follow mode keeps the newest row in view; pausing keeps the cursor where the
 user put it while events keep arriving. A filter (``/``) narrows the rows;
-only the last ``limit`` events are kept.
+only the last ``limit`` events are kept. ``watch_all`` says whether the feed
+is ours alone or all traffic through the agents (the title shows which); rows
+the agents sent to the app read "→ app", and their detail says why they missed.
 """
 
 from __future__ import annotations
@@ -74,6 +76,8 @@ class TrafficLog(DataTable[str | Text]):
         self._pending: list[TrafficEvent] = []
         self._serial = 0
         self.following = True
+        self.watch_all = False
+        """Showing all traffic through the agents, not only our intercepts'."""
         self.filter_text = ""
         self._title()
 
@@ -105,7 +109,7 @@ class TrafficLog(DataTable[str | Text]):
 
     def _add_row(self, serial: int, event: TrafficEvent) -> None:
         routed = Text(
-            "→ you" if event.routed == "workstation" else "app",
+            "→ you" if event.routed == "workstation" else "→ app",
             style="bold" if event.routed == "workstation" else "dim",
         )
         self.add_row(
@@ -140,10 +144,15 @@ class TrafficLog(DataTable[str | Text]):
         self._title()
         return self.following
 
+    def set_watch_all(self, on: bool) -> None:
+        self.watch_all = on
+        self._title()
+
     def _title(self) -> None:
+        scope = "all through the agents" if self.watch_all else "mine"
         mode = "following" if self.following else "paused"
         flt = f" · /{escape(self.filter_text)}" if self.filter_text else ""
-        self.border_title = f"traffic · {mode}{flt} · {len(self.events)}"
+        self.border_title = f"traffic ({scope}) · {mode}{flt} · {len(self.events)}"
 
     @property
     def selected(self) -> TrafficEvent | None:
