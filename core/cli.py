@@ -68,6 +68,15 @@ def build_parser() -> argparse.ArgumentParser:
         "core.cli_session:status",
     )
 
+    p = verb("traffic", "follow the traffic the agents report", "core.cli_traffic:traffic")
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help="also everyone's traffic through the agents (metadata only), "
+        "with why unmatched requests missed",
+    )
+    p.add_argument("--count", type=int, default=0, help="stop after N events (default: follow)")
+
     p = verb(
         "intercept", "route a workload's traffic to this machine", "core.cli_session:intercept"
     )

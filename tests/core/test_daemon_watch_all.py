@@ -8,12 +8,15 @@ watcher tunnel (``<session>/watch``, asking for ``watch_all``); another
 session's event sent on it reaches that subscriber with ``mine: false`` and
 its reason, but not a plain subscriber; our own event reaches both with
 ``mine: true``; when the last watching subscriber hangs up the watcher tunnel
-closes.
+closes. ``waylay traffic --all --count N`` (``core.cli_traffic.follow``) prints
+the same as lines: "→ app" with why it missed, "→ you" for ours, and stops
+after N.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,6 +24,7 @@ from pathlib import Path
 import anyio
 import anyio.abc
 
+from core.cli_traffic import follow
 from core.daemon import ContextHandle, Daemon
 from core.daemon_client import DaemonClient
 from core.daemon_protocol import DaemonPush
@@ -127,6 +131,28 @@ async def test_watch_all_subscription(tmp_path: Path) -> None:
         await watch_conn.aclose()
         await until(lambda: not tunnels.live(watcher=True), "the watcher tunnel closed")
         assert tunnels.live(watcher=False)  # ours untouched
+
+        # `waylay traffic --all --count 2`: the same, as lines a person reads
+        out = io.StringIO()
+
+        async def cli() -> None:
+            await follow(
+                out, context=None, kubeconfig=None, watch_all=True, count=2, socket=daemon.path
+            )
+
+        async with anyio.create_task_group() as cli_tg:
+            cli_tg.start_soon(cli)
+            await until(lambda: tunnels.live(watcher=True), "the CLI's watcher tunnel")
+            tunnels.live(watcher=True)[0].push(
+                TrafficEvent(pod="orders-a", path="/missed", method="GET", reason="no x-dev header")
+            )
+            tunnels.live(watcher=False)[0].push(
+                TrafficEvent(pod="orders-a", intercept=ours, path="/mine", routed="workstation")
+            )
+        missed_line, mine_line = out.getvalue().splitlines()
+        assert "GET /missed" in missed_line and missed_line.endswith("→ app  why: no x-dev header")
+        assert "/mine" in mine_line and mine_line.endswith("→ you")
+        await until(lambda: not tunnels.live(watcher=True), "the CLI's watcher tunnel closed")
 
         await plain_conn.aclose()
         with contextlib.suppress(Exception):

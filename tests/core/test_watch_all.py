@@ -50,22 +50,25 @@ async def http_server(name: str) -> AsyncIterator[int]:
         await runner.cleanup()
 
 
-def agent_for(app_port: int) -> Agent:
+def agent_for(
+    app_port: int, *, namespace: str = "ns", workload: str = "hello", pod: str = "hello-1"
+) -> Agent:
+    """A real agent (no manager) in front of ``app_port`` as service port 80 of ``workload``."""
     port = TakeoverPort(
-        service="hello", service_port=80, app_container="app", app_port=app_port, agent_port=0
+        service=workload, service_port=80, app_container="app", app_port=app_port, agent_port=0
     )
     return Agent(
         AgentSettings(
             config=AgentConfig(
                 workload_kind="Deployment",
-                workload_name="hello",
-                namespace="ns",
+                workload_name=workload,
+                namespace=namespace,
                 manager_address="127.0.0.1:1",
                 ports=[port],
                 tunnel_port=0,
             ),
-            pod_name="hello-1",
-            namespace="ns",
+            pod_name=pod,
+            namespace=namespace,
             pod_ip="127.0.0.1",
             app_host="127.0.0.1",
             tunnel_host="127.0.0.1",

@@ -235,7 +235,7 @@ class FakeSource:
             async for change in receive:
                 yield change
 
-    async def traffic(self) -> AsyncIterator[TrafficEvent]:
+    async def traffic(self, *, watch_all: bool = False) -> AsyncIterator[TrafficEvent]:
         send, receive = anyio.create_memory_object_stream[TrafficEvent](10_000)
         self._traffic.append(send)
         async with receive:
