@@ -31,6 +31,7 @@ import base64
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import ssl
@@ -68,10 +69,12 @@ def _failed(proc: subprocess.CompletedProcess[str], title: str, *hint: str) -> s
     both = proc.stdout + proc.stderr
     assert proc.returncode == 1, both
     assert "Traceback" not in both and "unexpected" not in both, both
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("Error: ")]
-    assert len(errors) == 1 and title in errors[0], both
-    hints = [line for line in proc.stderr.splitlines() if line.strip().startswith("→ ")]
-    assert len(hints) == 1, both
+    lines = proc.stderr.splitlines()
+    errors = [n for n, line in enumerate(lines) if line.startswith("Error: ")]
+    assert len(errors) == 1 and title in lines[errors[0]], both
+    after = lines[errors[0] + 1 :]
+    hints = [line for line in after if line.strip().startswith("→ ")]
+    assert len(hints) == 1, both  # the error's own hint (warnings before it have theirs)
     for part in hint:
         assert part in proc.stderr, (part, both)
     return proc.stderr
@@ -163,14 +166,26 @@ def test_rbac_denied_service_account(demo: Demo, tmp_path: Path) -> None:
         demo, tmp_path / "nobody", token=auth.issue_service_account_token("shop", "nobody")
     )
     env = demo.user_env("nobody", KUBECONFIG=str(path))
-    _failed(_run(env, "list", "-n", "shop"), "Not allowed to list", "Ask a cluster admin")
-    err = _failed(
-        _run(env, "intercept", "orders", "-n", "shop", "--port", "1"),
-        "Not allowed to",
-        "Ask a cluster admin for a Role granting",
-    )
-    assert "system:serviceaccount:shop:nobody" in err
-    assert _intercepts(demo, "watch") == []
+    try:
+        _failed(_run(env, "list", "-n", "shop"), "Not allowed to list", "Ask a cluster admin")
+        err = _failed(
+            _run(env, "intercept", "orders", "-n", "shop", "--port", "1"),
+            "Not allowed to",
+            "Ask a cluster admin for a Role granting",
+        )
+        assert "system:serviceaccount:shop:nobody" in err
+        # names the verb and the resource, in the title and in the hint
+        named = re.search(r"Error: Not allowed to (\w+) (\S+) (in namespace|cluster-wide)", err)
+        assert named, err
+        assert f"granting '{named[1]}' on '{named[2]}'" in err, err
+        assert _intercepts(demo, "watch") == []
+        _run(env, "quit")
+    finally:
+        kube = _kube(demo)
+        try:
+            kube.delete("v1", "ServiceAccount", "nobody", "shop")
+        finally:
+            kube.close()
 
 
 def test_rbac_denied_install_and_uninstall(demo: Demo) -> None:
@@ -223,6 +238,7 @@ def _lonely_deployment(demo: Demo) -> Iterator[None]:
         yield
     finally:
         kube.delete("apps/v1", "Deployment", "lonely", NAMESPACE)
+        kube.delete("v1", "Namespace", NAMESPACE)
         kube.close()
 
 
