@@ -184,7 +184,7 @@ class KeepaliveConnector(aiohttp.TCPConnector):
     address (the oldest idle one is closed first), each for ``timeout`` seconds."""
 
     def __init__(self, idle: int, timeout: float) -> None:
-        super().__init__(limit=0, keepalive_timeout=timeout, force_close=True)
+        super().__init__(limit=0, keepalive_timeout=timeout)
         self.idle = idle
 
     async def connect(

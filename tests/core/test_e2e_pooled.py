@@ -26,6 +26,7 @@ import time
 import urllib.parse
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from kubernetes import client, config
@@ -93,11 +94,14 @@ def _logs(demo: Demo, namespace: str, app: str, container: str) -> str:
         api.close()
 
 
+def _ingress_log(demo: Demo) -> str:
+    return _logs(demo, "ingress", "ingress-controller", "controller")
+
+
 def _upstream_ports(demo: Demo, tag: str) -> dict[str, int]:
-    """Tagged request path -> the local port of the ingress's upstream connection."""
-    pattern = re.compile(rf'"GET \S*?/({re.escape(tag)}-[\w-]+)" \d+ -> \S+ [\d.]+ms via :(\d+)')
-    text = _logs(demo, "ingress", "ingress-controller", "controller")
-    return {m.group(1): int(m.group(2)) for m in pattern.finditer(text)}
+    """Tagged request -> the local port of the ingress's upstream connection it used."""
+    pattern = re.compile(rf'"GET \S*?/({re.escape(tag)}-[\w-]+)\S*" \d+ -> \S+ [\d.]+ms via :(\d+)')
+    return {m.group(1): int(m.group(2)) for m in pattern.finditer(_ingress_log(demo))}
 
 
 def _header(demo: Demo, user: str) -> str:
@@ -111,17 +115,34 @@ def _wait(check: Callable[[], bool], what: str, within: float = 20.0) -> None:
     eventually(check, what, within)
 
 
-def _warm(demo: Demo, ingress: str, tag: str, count: int = 8) -> set[int]:
-    """Requests through the ingress to orders; the upstream connections they used."""
-    for n in range(count):
-        reply = _get(ingress, f"/orders/{tag}-warm-{n}", SHOP)
-        assert _is_app(reply), reply
-    names = {f"{tag}-warm-{n}" for n in range(count)}
+def _logged(demo: Demo, tag: str, names: set[str]) -> set[int]:
+    """The upstream connections (local ports) the tagged requests ``names`` used."""
     _wait(lambda: names <= set(_upstream_ports(demo, tag)), "the ingress logged the requests")
-    ports = {p for name, p in _upstream_ports(demo, tag).items() if name in names}
-    # sequential requests share pooled connections (the demo's traffic may take one too)
-    assert len(ports) < count, ports
-    return ports
+    return {port for name, port in _upstream_ports(demo, tag).items() if name in names}
+
+
+def _warm(demo: Demo, ingress: str, tag: str, count: int) -> tuple[set[int], set[int]]:
+    """Use the ingress's orders pool: ``count`` requests at once (so it opens new
+    connections if it holds fewer idle ones), then ``count`` one after the other.
+    Returns the ports of the connections they used, and of those opened now."""
+    before = {int(port) for port in re.findall(r" via :(\d+)", _ingress_log(demo))}
+    # a streamed reply takes ~300 ms: the requests are in flight together
+    with ThreadPoolExecutor(count) as pool:
+        replies = list(
+            pool.map(
+                lambda n: _get(ingress, f"/orders/{tag}-warm-{n}/stream?chunks=3", SHOP),
+                range(count),
+            )
+        )
+    assert all(status == 200 for status, _ in replies), replies
+    used = _logged(demo, tag, {f"{tag}-warm-{n}" for n in range(count)})
+    for n in range(count):
+        reply = _get(ingress, f"/orders/{tag}-again-{n}", SHOP)
+        assert _is_app(reply), reply
+    again = _logged(demo, tag, {f"{tag}-again-{n}" for n in range(count)})
+    # sequential requests reuse the pooled connections (the demo's traffic shares them)
+    assert again <= used | before, (again, used)
+    return used | again, used - before
 
 
 def _ensure_agent(demo: Demo, user: str, port: int) -> None:
@@ -140,7 +161,10 @@ def test_personal_intercept_on_pooled_connections(demo: Demo) -> None:
         _ensure_agent(demo, "pool", port)
         # the rollout (if any) is over when every untagged request is the app's again
         _wait(lambda: all(_is_app(_get(ingress, "/orders/", SHOP)) for _ in range(5)), "orders")
-        pooled = _warm(demo, ingress, tag)
+        # more requests at once than the pool holds idle: the new connections the
+        # ingress opens are relayed raw by the agent (no intercept yet)
+        pooled, opened = _warm(demo, ingress, tag, 16)
+        assert opened, "the ingress opened no new upstream connection"
         switches = _logs(demo, "shop", "orders", AGENT_CONTAINER).count(SWITCH)
 
         demo.waylay(
@@ -166,9 +190,7 @@ def test_personal_intercept_on_pooled_connections(demo: Demo) -> None:
         # the agent armed the raw connections it had (the ingress's pooled ones) ...
         assert _logs(demo, "shop", "orders", AGENT_CONTAINER).count(SWITCH) > switches
         # ... and tagged requests came over connections the ingress opened before
-        names = {f"{tag}-tagged-{n}" for n in range(10)}
-        _wait(lambda: names <= set(_upstream_ports(demo, tag)), "the ingress logged them")
-        used = {p for name, p in _upstream_ports(demo, tag).items() if name in names}
+        used = _logged(demo, tag, {f"{tag}-tagged-{n}" for n in range(10)})
         assert used & pooled, (used, pooled)
         demo.waylay("leave", "orders-shop", user="pool")
         assert _is_app(_get(ingress, f"/orders/{tag}-after", SHOP, tagged))
@@ -196,7 +218,7 @@ def test_preview_url_on_pooled_connections(demo: Demo) -> None:
     try:
         _ensure_agent(demo, "pv", port)
         _wait(lambda: all(_is_app(_get(ingress, "/orders/", SHOP)) for _ in range(5)), "orders")
-        pooled = _warm(demo, ingress, tag)
+        pooled, _ = _warm(demo, ingress, tag, 8)
         out = demo.waylay(
             "intercept",
             "orders",
@@ -217,12 +239,10 @@ def test_preview_url_on_pooled_connections(demo: Demo) -> None:
         while (got := _get_preview(url, f"/orders/{tag}-first")) != (200, "local-preview"):
             assert time.monotonic() < deadline, got
             time.sleep(0.1)
-        for n in range(5):
+        for n in range(8):
             assert _get_preview(url, f"/orders/{tag}-preview-{n}") == (200, "local-preview")
         assert _is_app(_get(ingress, f"/orders/{tag}-plain", SHOP))
-        names = {f"{tag}-preview-{n}" for n in range(5)}
-        _wait(lambda: names <= set(_upstream_ports(demo, tag)), "the ingress logged them")
-        used = {p for name, p in _upstream_ports(demo, tag).items() if name in names}
+        used = _logged(demo, tag, {f"{tag}-preview-{n}" for n in range(8)})
         assert used & pooled, (used, pooled)
     finally:
         demo.waylay("quit", user="pv", check=False)
