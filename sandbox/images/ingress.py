@@ -199,6 +199,8 @@ class KeepaliveConnector(aiohttp.TCPConnector):
     def _release(
         self, key: ConnectionKey, protocol: ResponseHandler, *, should_close: bool = False
     ) -> None:
+        # aiohttp has no idle cap: trim its idle list (``_conns``, oldest first) here;
+        # tests/sandbox_runtime/test_ingress_pooling.py fails if aiohttp changes this
         super()._release(key, protocol, should_close=should_close)
         idle = self._conns.get(key)
         while idle is not None and len(idle) > self.idle:

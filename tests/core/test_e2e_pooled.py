@@ -1,19 +1,24 @@
 """End to end: intercepts catch traffic on connections the ingress pooled before them.
 
 The demo's ingress controller keeps keep-alive upstream connections per
-Service (like nginx). Against the shared demo sandbox (real processes), with
-the agent already in the ``orders`` pods:
+Service (like nginx); its access log names each request's upstream connection
+by its local port. Against the shared demo sandbox (real processes), with the
+agent already in the ``orders`` pods:
 
-- requests through the ingress to ``orders`` are carried over few pooled
-  connections (the ingress's access log names each request's upstream
-  connection by its local port);
+- requests through the ingress to ``orders`` fill its pool (several at once
+  open new connections, which the agent relays raw), and requests one after
+  the other reuse those pooled connections;
 - a personal ``--http-header=auto`` intercept made after that (via the CLI)
   gets the tagged requests through the ingress at the local server while
-  untagged ones reach the app, and tagged requests are carried over
-  connections the ingress had opened before the intercept existed (the agent
-  logs that it arms its raw connections to switch to HTTP routing);
+  untagged ones reach the app; the agent logs that it arms its raw
+  connections to switch to HTTP routing, and tagged requests are carried over
+  connections the ingress had opened before the intercept existed; after
+  ``leave`` tagged requests reach the app again;
 - a preview URL made after the pool exists reaches the local server, over a
   connection pooled before it.
+
+The local servers speak HTTP/1.1 keep-alive (an HTTP/1.0 server's answers
+close the ingress's connection after each intercepted request).
 """
 
 from __future__ import annotations
