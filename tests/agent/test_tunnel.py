@@ -72,6 +72,7 @@ async def tunnel_pair(
     *,
     client_version: str = "1.0",
     ping: tuple[float, float] = (2.0, 6.0),
+    client_ping: tuple[float, float] | None = None,
 ) -> AsyncIterator[Pair]:
     async with anyio.create_task_group() as tg:
         local_port = await _local_server(tg, handler)
@@ -97,8 +98,8 @@ async def tunnel_pair(
             resolve=lambda _i: LocalTarget("127.0.0.1", local_port),
             on_message=messages.append,
             version=client_version,
-            ping_interval=ping[0],
-            ping_timeout=ping[1],
+            ping_interval=(client_ping or ping)[0],
+            ping_timeout=(client_ping or ping)[1],
         )
         tg.start_soon(agent.run)
         await tg.start(client.run)
@@ -254,8 +255,10 @@ async def test_half_close_and_reset() -> None:
 
 
 async def test_heartbeats_keep_idle_tunnel_and_detect_silence() -> None:
-    async with tunnel_pair(ping=(0.1, 1.0)) as pair:
-        await anyio.sleep(1.5)  # idle for longer than the timeout: pings keep it alive
+    # the client's own watchdog is lenient, so only the agent can be the one to
+    # declare the (frozen) peer dead
+    async with tunnel_pair(ping=(0.1, 1.5), client_ping=(0.1, 60.0)) as pair:
+        await anyio.sleep(2.0)  # idle for longer than the timeout: pings keep it alive
         assert not pair.agent.closed and not pair.client.closed
         # freeze the client end (no reads, no pings): the agent declares it dead
         pair.sock.frozen.set()
