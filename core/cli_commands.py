@@ -213,6 +213,11 @@ def demo(args: argparse.Namespace) -> int:
                 "workstation app stopped with the TUI. End them with:\n"
                 f"  WAYLAY_DAEMON_SOCKET={state / 'daemon.sock'} {sys.argv[0]} quit"
             )
+        print(
+            "The demo sandbox keeps running (`make demo` reopens the TUI at once).\n"
+            f"  export KUBECONFIG={state / 'kubeconfig'}   # use it with kubectl and waylay\n"
+            f"  {sys.argv[0]} sandbox stop --dir {state}   # stop it and every pod process"
+        )
     return code
 
 
