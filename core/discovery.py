@@ -29,8 +29,8 @@ from typing import Any, Literal
 import anyio
 import anyio.from_thread
 import anyio.lowlevel
-from anyio.streams.memory import MemoryObjectSendStream
 
+from core.broadcast import Broadcast
 from core.errors import RbacDenied, WaylayError
 from core.inventory import build_workloads
 from core.kube import Kube
@@ -143,7 +143,7 @@ class Discovery:
         self._caches: dict[tuple[str, str | None], _Cache] = {}
         self._cluster_wide: bool | None = None
         """None: not tried yet; False: forbidden, use per-namespace caches."""
-        self._subscribers: list[MemoryObjectSendStream[Change]] = []
+        self._changes: Broadcast[Change] = Broadcast(256)
         self._intercepts: list[InterceptInfo] = []
         self._lock = anyio.Lock()
         self._closed = False
@@ -174,9 +174,7 @@ class Discovery:
         for cache in self._caches.values():
             cache.stop()
         self._caches.clear()
-        for send in self._subscribers:
-            send.close()
-        self._subscribers.clear()
+        self._changes.close()
         self.kube.close()
 
     # ------------------------------------------------------------------ views
@@ -209,16 +207,8 @@ class Discovery:
 
     async def changes(self) -> AsyncIterator[Change]:
         """Change notices, as they happen, until ``aclose``."""
-        send, receive = anyio.create_memory_object_stream[Change](256)
-        self._subscribers.append(send)
-        try:
-            async with receive:
-                async for change in receive:
-                    yield change
-        finally:
-            with contextlib.suppress(ValueError):
-                self._subscribers.remove(send)
-            send.close()
+        async for change in self._changes.subscribe():
+            yield change
 
     # -------------------------------------------------------------- internals
 
@@ -292,9 +282,7 @@ class Discovery:
             anyio.from_thread.run_sync(self._notify, change, token=self._token)
 
     def _notify(self, change: Change) -> None:
-        for send in list(self._subscribers):
-            with contextlib.suppress(anyio.WouldBlock, anyio.BrokenResourceError):
-                send.send_nowait(change)
+        self._changes.publish(change)
 
 
 def snapshot_workloads(kube: Kube, namespace: str) -> list[WorkloadInfo]:

@@ -21,6 +21,7 @@ import anyio.abc
 from anyio.streams.memory import MemoryObjectSendStream
 from pydantic import ValidationError
 
+from core.broadcast import Broadcast
 from core.errors import ManagerError, ManagerMissing, ManagerRefused, NotLoggedIn, VersionSkew
 from core.protocol import (
     PROTOCOL_VERSION,
@@ -76,7 +77,7 @@ class ManagerClient:
         self._ids = itertools.count(1)
         self._waiting: dict[int, MemoryObjectSendStream[Response]] = {}
         self._progress: dict[int, Callable[[dict[str, Any]], None]] = {}
-        self._subscribers: list[MemoryObjectSendStream[Event]] = []
+        self._events: Broadcast[Event] = Broadcast(512)
         self.closed = anyio.Event()
         self.close_reason = ""
 
@@ -164,15 +165,8 @@ class ManagerClient:
 
     async def events(self) -> AsyncIterator[Event]:
         """Events pushed by the manager from now on, until the session closes."""
-        send, receive = anyio.create_memory_object_stream[Event](512)
-        self._subscribers.append(send)
-        try:
-            async with receive:
-                async for event in receive:
-                    yield event
-        finally:
-            with contextlib.suppress(ValueError):
-                self._subscribers.remove(send)
+        async for event in self._events.subscribe():
+            yield event
 
     # ---------------------------------------------------------------- internals
 
@@ -210,9 +204,7 @@ class ManagerClient:
             callback = self._progress.get(int(event.data.get("request", -1)))
             if callback is not None:
                 callback(event.data)
-        for send in list(self._subscribers):
-            with contextlib.suppress(anyio.WouldBlock, anyio.BrokenResourceError):
-                send.send_nowait(event)
+        self._events.publish(event)
 
     def _finish(self, reason: str) -> None:
         if self.closed.is_set():
@@ -221,5 +213,4 @@ class ManagerClient:
         self.closed.set()
         for send in list(self._waiting.values()):
             send.close()
-        for sub in list(self._subscribers):
-            sub.close()
+        self._events.close()

@@ -31,9 +31,9 @@ from typing import Any
 
 import anyio
 import anyio.abc
-from anyio.streams.memory import MemoryObjectSendStream
 from pydantic import SecretStr
 
+from core.broadcast import Broadcast
 from core.errors import AgentNotArriving, ManagerError, ManagerMissing, WaylayError
 from core.forward import LocalForward, open_portforward
 from core.kube import Kube
@@ -175,10 +175,11 @@ class Session:
         self.last_error: WaylayError | None = None
         self._client: ManagerClient | None = None
         self._tunnels: TunnelSet | None = None
-        self._traffic: list[tuple[MemoryObjectSendStream[TrafficEvent], bool]] = []
+        self._traffic: Broadcast[TrafficEvent] = Broadcast(1024)
+        """Tagged with whether the subscriber also wants others' traffic."""
         self._watch_all = False
         self._watch: TunnelSet | None = None
-        self._changes: list[MemoryObjectSendStream[Event]] = []
+        self._changes: Broadcast[Event] = Broadcast(512)
         self._stopping = False
         self._started = False
         self._tg: anyio.abc.TaskGroup | None = None
@@ -274,9 +275,7 @@ class Session:
             if event.kind in ("agent", "intercept"):
                 with contextlib.suppress(ManagerError):
                     await self._refresh_agents()
-            for send in list(self._changes):
-                with contextlib.suppress(anyio.WouldBlock, anyio.BrokenResourceError):
-                    send.send_nowait(event)
+            self._changes.publish(event)
 
     def _on_intercept_event(self, data: dict[str, Any]) -> None:
         iid = str(data.get("id", ""))
@@ -379,19 +378,14 @@ class Session:
 
     def _publish_traffic(self, event: TrafficEvent) -> None:
         """From our intercepts' tunnels: every subscriber wants these."""
-        for send, _others in list(self._traffic):
-            with contextlib.suppress(anyio.WouldBlock, anyio.BrokenResourceError):
-                send.send_nowait(event)
+        self._traffic.publish(event)
 
     def _publish_others(self, event: TrafficEvent) -> None:
         """From the watcher tunnels: only for ``traffic(others=True)``; ours come with headers
         through our own tunnels, so the watcher's copies of them are dropped."""
         if self.is_mine(event):
             return
-        for send, others in list(self._traffic):
-            if others:
-                with contextlib.suppress(anyio.WouldBlock, anyio.BrokenResourceError):
-                    send.send_nowait(event)
+        self._traffic.publish(event, to=bool)
 
     # ------------------------------------------------------------- operations
 
@@ -471,24 +465,9 @@ class Session:
     async def traffic(self, *, others: bool = False) -> AsyncIterator[TrafficEvent]:
         """Our intercepts' traffic; with ``others`` also everyone else's (metadata only),
         which flows while ``set_watch_all(True)`` is in effect."""
-        send, receive = anyio.create_memory_object_stream[TrafficEvent](1024)
-        entry = (send, others)
-        self._traffic.append(entry)
-        try:
-            async with receive:
-                async for event in receive:
-                    yield event
-        finally:
-            with contextlib.suppress(ValueError):
-                self._traffic.remove(entry)
+        async for event in self._traffic.subscribe(others):
+            yield event
 
     async def events(self) -> AsyncIterator[Event]:
-        send, receive = anyio.create_memory_object_stream[Event](512)
-        self._changes.append(send)
-        try:
-            async with receive:
-                async for event in receive:
-                    yield event
-        finally:
-            with contextlib.suppress(ValueError):
-                self._changes.remove(send)
+        async for event in self._changes.subscribe():
+            yield event

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import anyio
-from anyio.streams.memory import MemoryObjectSendStream
 
 from core import config, credentials
+from core.broadcast import Broadcast
 from core.daemon_client import DaemonClient
 from core.daemon_protocol import socket_path
 from core.discovery import Discovery
@@ -98,7 +98,7 @@ class DaemonSource(CoreSource):
         super().__init__(discovery, kubeconfig, connector=connector)
         self.socket = socket
         self.client: DaemonClient | None = None
-        self._feeds: list[MemoryObjectSendStream[TrafficEvent]] = []
+        self._feeds: Broadcast[TrafficEvent] = Broadcast(1024)
         self._mine: set[str] = set()
         self.attempts = 0
         """How many times ``run()`` has tried to attach (each retry replaces the client)."""
@@ -147,9 +147,7 @@ class DaemonSource(CoreSource):
                         await self._refresh()
 
     def _fan_out(self, event: TrafficEvent) -> None:
-        for send in list(self._feeds):
-            with contextlib.suppress(anyio.WouldBlock, anyio.BrokenResourceError):
-                send.send_nowait(event)
+        self._feeds.publish(event)
 
     async def _refresh(self) -> None:
         self.discovery.set_intercepts(await self.intercepts())
@@ -246,15 +244,8 @@ class DaemonSource(CoreSource):
             async for event in self._watch_all():
                 yield event
             return
-        send, receive = anyio.create_memory_object_stream[TrafficEvent](1024)
-        self._feeds.append(send)
-        try:
-            async with receive:
-                async for event in receive:
-                    yield event
-        finally:
-            with contextlib.suppress(ValueError):
-                self._feeds.remove(send)
+        async for event in self._feeds.subscribe():
+            yield event
 
     async def _watch_all(self) -> AsyncIterator[TrafficEvent]:
         backoff = 0.5
