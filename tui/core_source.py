@@ -166,21 +166,25 @@ class CoreSource:
         await self.close(keep_intercepts=True)
         return fresh
 
+    def _no_session(self) -> SessionInfo:
+        """What the header shows while there is no manager session (and why not)."""
+        return SessionInfo(
+            mode="team" if isinstance(self.session_error, NotLoggedIn) else "single-user",
+            identity=self.context.user,
+            session_id="",
+            manager_version="",
+            healthy=False,
+            logged_in=not isinstance(self.session_error, NotLoggedIn),
+            problem=self.session_error,
+        )
+
     async def session(self) -> SessionInfo:
         with anyio.move_on_after(SESSION_WAIT):
             await self._attempted.wait()
         session = self.session_obj
         welcome = session.welcome if session else None
         if session is None or welcome is None:
-            return SessionInfo(
-                mode="team" if isinstance(self.session_error, NotLoggedIn) else "single-user",
-                identity=self.context.user,
-                session_id="",
-                manager_version="",
-                healthy=False,
-                logged_in=not isinstance(self.session_error, NotLoggedIn),
-                problem=self.session_error,
-            )
+            return self._no_session()
         return SessionInfo(
             mode=welcome.mode,
             identity=welcome.identity,

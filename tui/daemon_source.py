@@ -23,12 +23,12 @@ from core.daemon_client import DaemonClient
 from core.daemon_protocol import socket_path
 from core.discovery import Discovery
 from core.envfile import write_env
-from core.errors import DaemonUnavailable, NotLoggedIn, WaylayError
+from core.errors import DaemonUnavailable, WaylayError
 from core.manager_client import ManagerClient
 from core.preview import PreviewTarget
 from core.protocol import AUTO_HEADER, ClientHello, InterceptInfo, InterceptSpec, TrafficEvent
 from core.session import Connector, client_name
-from tui.core_source import CoreSource
+from tui.core_source import SESSION_WAIT, CoreSource
 from tui.source import InterceptOutcome, ProgressFn, SessionInfo
 
 RETRY_MAX = 15.0
@@ -186,18 +186,10 @@ class DaemonSource(CoreSource):
         return self.client
 
     async def session(self) -> SessionInfo:
-        with anyio.move_on_after(20):
+        with anyio.move_on_after(SESSION_WAIT):
             await self._attempted.wait()
         if self.client is None or self.session_error is not None:
-            return SessionInfo(
-                mode="team" if isinstance(self.session_error, NotLoggedIn) else "single-user",
-                identity=self.context.user,
-                session_id="",
-                manager_version="",
-                healthy=False,
-                logged_in=not isinstance(self.session_error, NotLoggedIn),
-                problem=self.session_error,
-            )
+            return self._no_session()
         try:
             status = await self._call(self.client, "status")
         except DaemonUnavailable as exc:
@@ -303,19 +295,6 @@ class DaemonSource(CoreSource):
         client = self._require_client()
         env = await self._call(client, "env", {"name": name, "context": self.context.name})
         return await anyio.to_thread.run_sync(write_env, env, path)
-
-    async def login(self, api_key: str) -> SessionInfo:
-        from pydantic import SecretStr
-
-        await anyio.to_thread.run_sync(
-            credentials.store_api_key, self.context.name, SecretStr(api_key)
-        )
-        self._attempted = anyio.Event()
-        self._restart.set()
-        info = await self.session()
-        if self.session_error is not None:
-            raise self.session_error
-        return info
 
     async def switch_context(self, name: str) -> DaemonSource:
         fresh = await connect_daemon(context=name, kubeconfig=self.kubeconfig, socket=self.socket)
