@@ -113,7 +113,13 @@ class DaemonClient:
     async def _read(self) -> DaemonReply | DaemonProgress | DaemonPush:
         try:
             raw = await self._reader.receive_until(b"\n", MAX_LINE)
-        except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError, OSError):
+        except (
+            anyio.EndOfStream,
+            anyio.IncompleteRead,
+            anyio.BrokenResourceError,
+            anyio.ClosedResourceError,
+            OSError,
+        ):
             raise DaemonUnavailable(str(self.path), "the daemon closed the connection")
         try:
             return _LINE.validate_json(raw)
@@ -133,8 +139,10 @@ class DaemonClient:
             req = DaemonRequest(id=next(self._ids), op=op, params=params or {})  # type: ignore[arg-type]
             try:
                 await self.stream.send(req.model_dump_json().encode() + b"\n")
-            except (anyio.BrokenResourceError, OSError) as exc:
-                raise DaemonUnavailable(str(self.path), f"cannot send: {exc}")
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+                # also a connection this client (or its owner) closed meanwhile:
+                # unavailable, not a bug
+                raise DaemonUnavailable(str(self.path), f"cannot send: {exc!r}")
             with anyio.fail_after(timeout):
                 while True:
                     line = await self._read()

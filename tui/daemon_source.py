@@ -164,20 +164,6 @@ class DaemonSource(CoreSource):
 
     # ---------------------------------------------------------------- views
 
-    async def _call(
-        self, client: DaemonClient, op: str, params: dict[str, Any] | None = None
-    ) -> Any:
-        """``client.call``, where a connection ``run()`` closed meanwhile reads as unavailable.
-
-        ``run()`` closes and replaces the client whenever the daemon or the
-        manager goes away; a view that picked up the old one must not see
-        anyio's ``ClosedResourceError`` (it is not a bug, only a lost race).
-        """
-        try:
-            return await client.call(op, params)
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError) as exc:
-            raise DaemonUnavailable(str(client.path), "the connection was closed") from exc
-
     def _require_client(self) -> DaemonClient:
         if self.client is None:
             if self.session_error is not None:
@@ -191,7 +177,7 @@ class DaemonSource(CoreSource):
         if self.client is None or self.session_error is not None:
             return self._no_session()
         try:
-            status = await self._call(self.client, "status")
+            status = await self.client.call("status")
         except DaemonUnavailable as exc:
             return SessionInfo("single-user", self.context.user, "", "", healthy=False, problem=exc)
         for s in status.get("sessions", []):
@@ -215,8 +201,8 @@ class DaemonSource(CoreSource):
         if client is None or self.session_error is not None:
             return []
         try:
-            everyone = await self._call(client, "intercepts", self._target(all=True))
-            mine = await self._call(client, "intercepts", {})
+            everyone = await client.call("intercepts", self._target(all=True))
+            mine = await client.call("intercepts", {})
         except DaemonUnavailable:
             if client is not self.client:  # run() replaced it: the next change reloads
                 return []
@@ -278,7 +264,7 @@ class DaemonSource(CoreSource):
 
     async def leave(self, name: str) -> None:
         client = self._require_client()
-        await self._call(client, "leave", {"name": name, "context": self.context.name})
+        await client.call("leave", {"name": name, "context": self.context.name})
         await self._refresh()
 
     async def revoke(self, intercept_id: str) -> None:
@@ -293,7 +279,7 @@ class DaemonSource(CoreSource):
 
     async def write_env_file(self, name: str, path: Path) -> Path:
         client = self._require_client()
-        env = await self._call(client, "env", {"name": name, "context": self.context.name})
+        env = await client.call("env", {"name": name, "context": self.context.name})
         return await anyio.to_thread.run_sync(write_env, env, path)
 
     async def switch_context(self, name: str) -> DaemonSource:
