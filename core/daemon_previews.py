@@ -10,7 +10,6 @@ started on first use), and the URL dies with its intercept.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import anyio
@@ -115,6 +114,3 @@ class Previews:
                 await self.tg.start(server.run)
                 self._server = server
             return self._server
-
-
-PreviewsFactory = Callable[[anyio.abc.TaskGroup], Previews]

@@ -335,10 +335,6 @@ class Session:
             self._watch.close()
             self._watch = None
 
-    @property
-    def watching_all(self) -> bool:
-        return self._watch_all
-
     def watchers_connected(self) -> int:
         """How many agents' watcher tunnels are up (0 when not watching)."""
         return len(self._watch.connected) if self._watch is not None else 0

@@ -146,11 +146,6 @@ class ServiceProxy:
         if self._own_events:
             await self._events.close()
 
-    def address_of(self, namespace: str, name: str) -> str | None:
-        """The LoadBalancer ingress address the proxy gave a Service, if any."""
-        ports = self._services.get((namespace, name))
-        return ports.lb_ip if ports else None
-
     # ------------------------------------------------------------- changes
 
     def _on_change(self, event: str, resource: str, obj: Obj) -> None:
