@@ -92,3 +92,12 @@ class InterceptTable:
     def plan(self, index: int) -> PortPlan:
         """The plan of the ``index``-th taken-over port."""
         return self.plans[index]
+
+    def by_id(self, intercept_id: str) -> InterceptInfo | None:
+        for plan in self.plans.values():
+            if plan.global_ is not None and plan.global_.id == intercept_id:
+                return plan.global_
+            for rule in plan.rules:
+                if rule.id == intercept_id:
+                    return rule.info
+        return None
